@@ -1,0 +1,78 @@
+{{ config(materialized='table', contract={'enforced': true}) }}
+
+{%- set model_ref = var('embedding_model') | string | replace("'", "''") -%}
+
+with
+
+document_chunks as (
+    select * from {{ ref('int_document_chunks') }}
+),
+
+latest_documents as (
+    select * from {{ ref('int_documents__latest') }}
+),
+
+chunk_embeddings as (
+    select * from {{ ref('chunk_embeddings') }}
+),
+
+active_model as (
+    select rag_model_id('{{ model_ref }}') as model_id
+),
+
+live_documents as (
+    select * from latest_documents
+    where not is_deleted
+),
+
+active_embeddings as (
+    select chunk_embeddings.*
+    from chunk_embeddings
+    inner join active_model on chunk_embeddings.model_id = active_model.model_id
+),
+
+current_chunks as (
+    select
+        document_chunks.chunk_id,
+        document_chunks.doc_id,
+        document_chunks.chunk_index,
+        live_documents.title,
+        document_chunks.heading_path,
+        document_chunks.chunk_text,
+        document_chunks.token_count,
+        live_documents.source_uri,
+        live_documents.updated_at as doc_updated_at,
+        document_chunks.chunk_hash,
+        document_chunks.char_start,
+        document_chunks.char_end
+    from document_chunks
+    inner join live_documents
+        on
+            document_chunks.doc_id = live_documents.doc_id
+            and document_chunks.content_hash = live_documents.content_hash
+),
+
+embedded_chunks as (
+    select
+        current_chunks.chunk_id::varchar as chunk_id,
+        current_chunks.doc_id::varchar as doc_id,
+        current_chunks.chunk_index::integer as chunk_index,
+        current_chunks.title::varchar as title,
+        current_chunks.heading_path::varchar as heading_path,
+        current_chunks.chunk_text::varchar as chunk_text,
+        current_chunks.token_count::integer as token_count,
+        current_chunks.char_start::integer as char_start,
+        current_chunks.char_end::integer as char_end,
+        current_chunks.source_uri::varchar as source_uri,
+        current_chunks.doc_updated_at::timestamp as doc_updated_at,
+        current_chunks.chunk_hash::varchar as chunk_hash,
+        active_embeddings.model_id::varchar as model_id,
+        active_embeddings.embedded_at::timestamp as embedded_at,
+        active_embeddings.embedding::float[{{ var('embedding_dimension') | int }}] as embedding
+    from current_chunks
+    inner join active_embeddings
+        on current_chunks.chunk_hash = active_embeddings.chunk_hash
+)
+
+select * from embedded_chunks
+order by doc_id, chunk_index

@@ -1,0 +1,22 @@
+"""chunk_embeddings: one row per (chunk_hash, model_id) ever embedded.
+
+Incremental: each build embeds only the chunk hashes that have no vector for the active
+model yet. When there is nothing new, the model is never loaded (torch is not imported).
+"""
+
+import pyarrow as pa
+
+
+def model(dbt, session):
+    dbt.config(
+        materialized="incremental",
+        incremental_strategy="append",
+        on_schema_change="fail",
+    )
+    from rag_store.embedding_job import EmbeddingJobConfig, run_embedding_job
+
+    config = EmbeddingJobConfig.from_dbt_config(dbt.config.get)
+    chunks = dbt.ref("int_document_chunks")
+    existing = str(dbt.this) if dbt.is_incremental else None
+    table: pa.Table = run_embedding_job(session, chunks, existing, config)
+    return table

@@ -1,0 +1,255 @@
+"""Structure-aware chunking measured in the embedder's own tokens.
+
+A document is cut into markdown sections first (ATX headings outside fenced code). Inside a
+section the text is tokenised once; a chunk is then the longest run of tokens that fits the
+budget and ends at the strongest boundary available — paragraph, then line, then sentence,
+then word, and only as a last resort between two tokens. Every chunk's `embedding_text`
+(a short "title › heading path" header plus the chunk text) is re-tokenised and checked
+against the budget, so no chunk can be silently truncated by the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Protocol
+
+CHUNKER_VERSION = "md-tokens-v1"
+HEADER_SEPARATOR = " › "
+# A header never takes more than this share of the token budget; it is cut at a word
+# boundary (visibly: it ends with "…") rather than crowding out the chunk text.
+MAX_HEADER_SHARE = 0.25
+
+_FENCE = re.compile(r"^\s{0,3}(```|~~~)")
+_HEADING = re.compile(r"^\s{0,3}(#{1,6})[ \t]+(.+?)[ \t#]*$")
+_SENTENCE_END = frozenset(".!?。！？;:")
+
+# Boundary strengths between two adjacent tokens.
+PARAGRAPH, LINE, SENTENCE, WORD, TOKEN = 4, 3, 2, 1, 0
+
+
+class TokenizerLike(Protocol):
+    """The slice of `tokenizers.Tokenizer` the chunker needs."""
+
+    def encode(self, text: str, add_special_tokens: bool = ...):  # pragma: no cover
+        ...
+
+
+@dataclass(frozen=True)
+class ChunkerSettings:
+    max_chunk_tokens: int
+    overlap_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_chunk_tokens < 16:
+            raise ValueError(f"max_chunk_tokens must be at least 16, got {self.max_chunk_tokens}")
+        if not 0 <= self.overlap_tokens <= self.max_chunk_tokens // 2:
+            raise ValueError(
+                "overlap_tokens must be between 0 and half of max_chunk_tokens "
+                f"({self.max_chunk_tokens // 2}), got {self.overlap_tokens}"
+            )
+
+
+@dataclass(frozen=True)
+class Section:
+    heading_path: tuple[str, ...]
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    chunk_index: int
+    chunk_text: str
+    embedding_text: str
+    token_count: int
+    char_start: int
+    char_end: int
+    heading_path: str
+
+    def as_dict(self) -> dict:
+        return {
+            "chunk_index": self.chunk_index,
+            "chunk_text": self.chunk_text,
+            "embedding_text": self.embedding_text,
+            "token_count": self.token_count,
+            "char_start": self.char_start,
+            "char_end": self.char_end,
+            "heading_path": self.heading_path,
+        }
+
+
+def settings_fingerprint(settings: ChunkerSettings, tokenizer_digest: str) -> str:
+    """Identifies everything besides the text that shapes a chunk."""
+    raw = (
+        f"{CHUNKER_VERSION}|tok={tokenizer_digest}|max={settings.max_chunk_tokens}"
+        f"|overlap={settings.overlap_tokens}"
+    )
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:16]
+
+
+def split_sections(text: str) -> list[Section]:
+    """Split markdown into sections at ATX headings that are not inside fenced code."""
+    sections: list[Section] = []
+    path: list[tuple[int, str]] = []
+    current_start = 0
+    current_path: tuple[str, ...] = ()
+    in_fence = False
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        elif not in_fence:
+            heading = _HEADING.match(line.rstrip("\r\n"))
+            if heading:
+                if text[current_start:offset].strip():
+                    sections.append(Section(current_path, current_start, offset))
+                level = len(heading.group(1))
+                path = [(lvl, title) for lvl, title in path if lvl < level]
+                path.append((level, heading.group(2).strip()))
+                current_path = tuple(title for _, title in path)
+                current_start = offset
+        offset += len(line)
+    if text[current_start:].strip():
+        sections.append(Section(current_path, current_start, len(text)))
+    return sections
+
+
+def _boundary_strengths(text: str, offsets: Sequence[tuple[int, int]]) -> list[int]:
+    """strength[i] = how good a cut is just before token i (i >= 1)."""
+    strengths = [PARAGRAPH]
+    for i in range(1, len(offsets)):
+        prev_end = offsets[i - 1][1]
+        gap = text[prev_end : offsets[i][0]]
+        if gap.count("\n") >= 2:
+            strengths.append(PARAGRAPH)
+        elif "\n" in gap:
+            strengths.append(LINE)
+        elif gap and text[prev_end - 1 : prev_end] in _SENTENCE_END:
+            strengths.append(SENTENCE)
+        elif gap:
+            strengths.append(WORD)
+        else:
+            strengths.append(TOKEN)
+    return strengths
+
+
+def _best_cut(strengths: Sequence[int], start: int, limit: int, floor: int | None = None) -> int:
+    """Furthest cut in (floor, limit] of the highest strength present.
+
+    `floor` defaults to the middle of the window, so a chunk is at least half full unless the
+    section itself ends sooner.
+    """
+    if floor is None:
+        floor = start + (limit - start) // 2
+    floor = max(floor, start)
+    best_index, best_strength = limit, -1
+    for i in range(limit, floor, -1):
+        strength = strengths[i] if i < len(strengths) else PARAGRAPH
+        if strength > best_strength:
+            best_index, best_strength = i, strength
+            if strength == PARAGRAPH:
+                break
+    return best_index
+
+
+def _overlap_start(strengths: Sequence[int], start: int, end: int, overlap: int) -> int:
+    """Where the next chunk starts so it repeats at most `overlap` tokens of this one."""
+    if overlap <= 0 or end - start <= 1:
+        return end
+    candidate = max(start + 1, end - overlap)
+    # Move forward to a word boundary so the overlap never starts mid-word.
+    while candidate < end and strengths[candidate] < WORD:
+        candidate += 1
+    return candidate
+
+
+class Chunker:
+    """Chunks text for one tokenizer and one set of settings."""
+
+    def __init__(self, tokenizer: TokenizerLike, settings: ChunkerSettings):
+        self.tokenizer = tokenizer
+        self.settings = settings
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def header(self, title: str, heading_path: Sequence[str]) -> str:
+        parts = [p for p in (title.strip(), *heading_path) if p]
+        header = HEADER_SEPARATOR.join(parts)
+        limit = int(self.settings.max_chunk_tokens * MAX_HEADER_SHARE)
+        if not header or self.count_tokens(header) <= limit:
+            return header
+        encoding = self.tokenizer.encode(header, add_special_tokens=False)
+        cut = encoding.offsets[limit - 1][1]
+        return header[:cut].rstrip() + "…"
+
+    def chunk(self, text: str, title: str = "") -> list[Chunk]:
+        chunks: list[Chunk] = []
+        for section in split_sections(text):
+            header = self.header(title, section.heading_path)
+            for char_start, char_end, embedding_text, tokens in self._chunk_section(
+                text, section, header
+            ):
+                chunks.append(
+                    Chunk(
+                        chunk_index=len(chunks),
+                        chunk_text=text[char_start:char_end],
+                        embedding_text=embedding_text,
+                        token_count=tokens,
+                        char_start=char_start,
+                        char_end=char_end,
+                        heading_path=HEADER_SEPARATOR.join(section.heading_path),
+                    )
+                )
+        return chunks
+
+    def _compose(self, header: str, body: str) -> str:
+        return f"{header}\n\n{body}" if header else body
+
+    def _chunk_section(
+        self, text: str, section: Section, header: str
+    ) -> Iterator[tuple[int, int, str, int]]:
+        section_text = text[section.start : section.end]
+        encoding = self.tokenizer.encode(section_text, add_special_tokens=False)
+        offsets = [(a + section.start, b + section.start) for a, b in encoding.offsets]
+        if not offsets:
+            return
+        strengths = _boundary_strengths(text, offsets)
+        header_tokens = self.count_tokens(header) + (2 if header else 0)
+        budget = self.settings.max_chunk_tokens - header_tokens
+        start = 0
+        while start < len(offsets):
+            limit = min(start + budget, len(offsets))
+            end = limit if limit == len(offsets) else _best_cut(strengths, start, limit)
+            while True:
+                char_start, char_end = offsets[start][0], offsets[end - 1][1]
+                embedding_text = self._compose(header, text[char_start:char_end])
+                tokens = self.count_tokens(embedding_text)
+                if tokens <= self.settings.max_chunk_tokens or end - start == 1:
+                    break
+                # Re-tokenising a slice can cost more tokens than it did in context.
+                end = _best_cut(strengths, start, end - 1, floor=start) if end - start > 2 else start + 1
+            if tokens > self.settings.max_chunk_tokens:
+                raise ValueError(
+                    "a single token does not fit the chunk budget; "
+                    "raise max_chunk_tokens or shorten the title/headings"
+                )
+            yield char_start, char_end, embedding_text, tokens
+            if end >= len(offsets):
+                break
+            start = _overlap_start(strengths, start, end, self.settings.overlap_tokens)
+
+
+@lru_cache(maxsize=8)
+def load_tokenizer(tokenizer_file: str):
+    """A `tokenizers.Tokenizer` with truncation and padding off (we count, never truncate)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(tokenizer_file)
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer

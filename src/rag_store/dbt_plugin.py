@@ -1,0 +1,140 @@
+"""dbt-duckdb plugin: registers rag-store's UDFs and SQL macros on dbt's connection.
+
+Enabled in profiles.yml with `plugins: [{module: rag_store.dbt_plugin}]`. The Python UDFs exist
+only on dbt's own connection, so models that call them must be tables or incremental models,
+never views. The table macro `read_document_feed` is plain SQL and is stored in the database.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from dbt.adapters.duckdb.plugins import BasePlugin
+
+from rag_store.chunking import Chunker, ChunkerSettings, load_tokenizer, settings_fingerprint
+from rag_store.embedder_info import embedder_info, offline_environment
+
+CHUNK_TYPE = duckdb.list_type(
+    duckdb.struct_type(
+        {
+            "chunk_index": "INTEGER",
+            "chunk_text": "VARCHAR",
+            "embedding_text": "VARCHAR",
+            "token_count": "INTEGER",
+            "char_start": "INTEGER",
+            "char_end": "INTEGER",
+            "heading_path": "VARCHAR",
+        }
+    )
+)
+
+_chunkers: dict[tuple[str, int, int], Chunker] = {}
+
+
+def chunk_settings(model_ref: str, max_chunk_tokens: int | None, overlap_tokens: int | None):
+    """Validated settings; max_chunk_tokens <= 0 or NULL means "the model's whole window"."""
+    info = embedder_info(model_ref)
+    window = info.max_chunk_tokens
+    requested = window if not max_chunk_tokens or max_chunk_tokens <= 0 else max_chunk_tokens
+    if requested > window:
+        raise ValueError(
+            f"max_chunk_tokens={requested} exceeds the window of {info.model_id} "
+            f"({window} tokens without special tokens); the model would truncate silently"
+        )
+    return info, ChunkerSettings(requested, overlap_tokens or 0)
+
+
+def get_chunker(model_ref: str, max_chunk_tokens: int | None, overlap_tokens: int | None):
+    key = (model_ref, max_chunk_tokens or 0, overlap_tokens or 0)
+    if key not in _chunkers:
+        info, settings = chunk_settings(model_ref, max_chunk_tokens, overlap_tokens)
+        _chunkers[key] = Chunker(load_tokenizer(str(info.tokenizer_file)), settings)
+    return _chunkers[key]
+
+
+def rag_chunk(body, title, model_ref, max_chunk_tokens, overlap_tokens):
+    chunker = get_chunker(model_ref, max_chunk_tokens, overlap_tokens)
+    return [chunk.as_dict() for chunk in chunker.chunk(body, title or "")]
+
+
+def rag_chunker_fingerprint(model_ref, max_chunk_tokens, overlap_tokens):
+    info, settings = chunk_settings(model_ref, max_chunk_tokens, overlap_tokens)
+    return settings_fingerprint(settings, info.tokenizer_digest)
+
+
+def rag_count_tokens(text, model_ref):
+    tokenizer = load_tokenizer(str(embedder_info(model_ref).tokenizer_file))
+    return len(tokenizer.encode(text, add_special_tokens=False).ids)
+
+
+def rag_embed(text, model_ref):
+    from rag_store.embedding import embed_query
+
+    return embed_query(text, model_ref).tolist()
+
+
+def register_udfs(conn: duckdb.DuckDBPyConnection) -> None:
+    """Register every rag-store UDF on `conn` (also used by tests and the CLI)."""
+    functions: list[tuple[str, Any, list[str], Any]] = [
+        (
+            "rag_chunk",
+            rag_chunk,
+            ["VARCHAR", "VARCHAR", "VARCHAR", "INTEGER", "INTEGER"],
+            CHUNK_TYPE,
+        ),
+        (
+            "rag_chunker_fingerprint",
+            rag_chunker_fingerprint,
+            ["VARCHAR", "INTEGER", "INTEGER"],
+            "VARCHAR",
+        ),
+        ("rag_model_id", lambda ref: embedder_info(ref).model_id, ["VARCHAR"], "VARCHAR"),
+        (
+            "rag_model_dimension",
+            lambda ref: embedder_info(ref).dimension,
+            ["VARCHAR"],
+            "INTEGER",
+        ),
+        (
+            "rag_model_max_tokens",
+            lambda ref: embedder_info(ref).max_chunk_tokens,
+            ["VARCHAR"],
+            "INTEGER",
+        ),
+        ("rag_count_tokens", rag_count_tokens, ["VARCHAR", "VARCHAR"], "INTEGER"),
+        ("rag_embed", rag_embed, ["VARCHAR", "VARCHAR"], "FLOAT[]"),
+    ]
+    existing = {
+        row[0]
+        for row in conn.execute(
+            "select function_name from duckdb_functions() where function_name like 'rag_%'"
+        ).fetchall()
+    }
+    for name, function, parameters, return_type in functions:
+        if name in existing:
+            conn.remove_function(name)
+        conn.create_function(name, function, parameters, return_type)
+
+
+def create_sql_macros(conn: duckdb.DuckDBPyConnection) -> None:
+    sql_dir = resources.files("rag_store") / "sql"
+    for name in ("read_document_feed.sql",):
+        conn.execute((sql_dir / name).read_text(encoding="utf-8"))
+
+
+class Plugin(BasePlugin):
+    def initialize(self, plugin_config: dict[str, Any]) -> None:
+        offline_environment()
+
+    def update_connection_config(self, creds, config: dict[str, Any]) -> None:
+        # DuckDB creates the database file but not its directory.
+        path = getattr(creds, "path", None)
+        if path and path != ":memory:" and not str(path).startswith("md:"):
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+    def configure_connection(self, conn: duckdb.DuckDBPyConnection) -> None:
+        register_udfs(conn)
+        create_sql_macros(conn)

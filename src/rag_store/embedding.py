@@ -1,0 +1,97 @@
+"""Load a sentence-transformers model offline and turn texts into L2-normalised vectors.
+
+torch is imported only when something actually has to be embedded, so a build with nothing
+new to embed stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+
+import numpy as np
+
+from rag_store.embedder_info import EmbedderInfo, embedder_info, offline_environment
+
+DEFAULT_BATCH_SIZE = 32
+
+
+@lru_cache(maxsize=4)
+def load_model(model_ref: str):
+    """The SentenceTransformer for `model_ref`, loaded once per process, never from the net."""
+    offline_environment()
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    info = embedder_info(model_ref)
+    model = SentenceTransformer(str(info.path), device="cpu", local_files_only=True)
+    get_dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    loaded_dimension = get_dimension()
+    if loaded_dimension != info.dimension:
+        raise RuntimeError(
+            f"{info.model_id}: config says dimension {info.dimension} but the loaded model "
+            f"produces {loaded_dimension}"
+        )
+    model.max_seq_length = info.max_seq_length
+    return model
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return vectors / norms
+
+
+def embed_texts(
+    texts: Sequence[str],
+    model_ref: str,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Embed `texts` in length-sorted batches; returns float32 [len(texts), d], unit length.
+
+    Sorting by length keeps padding (wasted compute) low; results come back in input order.
+    `progress` is called with the number of texts finished after each batch.
+    """
+    info: EmbedderInfo = embedder_info(model_ref)
+    if not texts:
+        return np.zeros((0, info.dimension), dtype=np.float32)
+    model = load_model(model_ref)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+    result = np.zeros((len(texts), info.dimension), dtype=np.float32)
+    for batch_start in range(0, len(order), batch_size):
+        batch = order[batch_start : batch_start + batch_size]
+        vectors = model.encode(
+            [texts[i] for i in batch],
+            batch_size=len(batch),
+            convert_to_numpy=True,
+            normalize_embeddings=False,
+            show_progress_bar=False,
+        )
+        result[batch] = l2_normalise(vectors)
+        if progress is not None:
+            progress(len(batch))
+    return result
+
+
+def embed_query(text: str, model_ref: str) -> np.ndarray:
+    """One query vector (d,), unit length."""
+    return embed_texts([text], model_ref)[0]
+
+
+def progress_bar(total: int, description: str):
+    """A tqdm bar on stderr that also prints sensibly when stderr is not a terminal."""
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        desc=description,
+        unit="chunk",
+        file=sys.stderr,
+        mininterval=1.0 if sys.stderr.isatty() else 10.0,
+        dynamic_ncols=True,
+    )
