@@ -26,6 +26,22 @@ chunker as (
     select rag_chunker_fingerprint({{ chunker_args }}) as chunker_fingerprint
 ),
 
+already_chunked as (
+    {% if is_incremental() %}
+        select distinct
+            doc_id,
+            content_hash,
+            chunker_fingerprint
+        from {{ this }}
+    {% else %}
+        select
+            null::varchar as doc_id,
+            null::varchar as content_hash,
+            null::varchar as chunker_fingerprint
+        where false
+    {% endif %}
+),
+
 documents_to_chunk as (
     select
         latest_documents.doc_id,
@@ -35,43 +51,41 @@ documents_to_chunk as (
         chunker.chunker_fingerprint
     from latest_documents
     cross join chunker
+    left join already_chunked
+        on
+            latest_documents.doc_id = already_chunked.doc_id
+            and latest_documents.content_hash = already_chunked.content_hash
+            and chunker.chunker_fingerprint = already_chunked.chunker_fingerprint
     where
         not latest_documents.is_deleted
-        {% if is_incremental() %}
-            and not exists (
-                select 1
-                from {{ this }} as existing
-                where
-                    existing.doc_id = latest_documents.doc_id
-                    and existing.content_hash = latest_documents.content_hash
-                    and existing.chunker_fingerprint = chunker.chunker_fingerprint
-            )
-        {% endif %}
+        and already_chunked.doc_id is null
 ),
 
 exploded as (
     select
-        doc_id,
-        content_hash,
-        chunker_fingerprint,
-        unnest(rag_chunk(body, title, {{ chunker_args }})) as chunk
+        documents_to_chunk.doc_id,
+        documents_to_chunk.content_hash,
+        documents_to_chunk.chunker_fingerprint,
+        unnest(rag_chunk(
+            documents_to_chunk.body, documents_to_chunk.title, {{ chunker_args }}
+        ), recursive := true)
     from documents_to_chunk
 ),
 
 chunks as (
     select
-        doc_id || ':' || chunk.chunk_index as chunk_id,
-        doc_id,
-        chunk.chunk_index as chunk_index,
-        chunk.heading_path as heading_path,
-        chunk.chunk_text as chunk_text,
-        chunk.embedding_text as embedding_text,
-        chunk.token_count as token_count,
-        chunk.char_start as char_start,
-        chunk.char_end as char_end,
-        sha256(chunker_fingerprint || chr(31) || chunk.embedding_text) as chunk_hash,
-        content_hash,
-        chunker_fingerprint,
+        exploded.doc_id || ':' || exploded.chunk_index as chunk_id,
+        exploded.doc_id,
+        exploded.chunk_index,
+        exploded.heading_path,
+        exploded.chunk_text,
+        exploded.embedding_text,
+        exploded.token_count,
+        exploded.char_start,
+        exploded.char_end,
+        sha256(exploded.chunker_fingerprint || chr(31) || exploded.embedding_text) as chunk_hash,
+        exploded.content_hash,
+        exploded.chunker_fingerprint,
         (now() at time zone 'UTC') as chunked_at
     from exploded
 )

@@ -232,7 +232,11 @@ class Chunker:
                 if tokens <= self.settings.max_chunk_tokens or end - start == 1:
                     break
                 # Re-tokenising a slice can cost more tokens than it did in context.
-                end = _best_cut(strengths, start, end - 1, floor=start) if end - start > 2 else start + 1
+                end = (
+                    _best_cut(strengths, start, end - 1, floor=start)
+                    if end - start > 2
+                    else start + 1
+                )
             if tokens > self.settings.max_chunk_tokens:
                 raise ValueError(
                     "a single token does not fit the chunk budget; "

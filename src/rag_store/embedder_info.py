@@ -173,9 +173,12 @@ def embedder_info(reference: str = DEFAULT_MODEL) -> EmbedderInfo:
     tokenizer_file = path / "tokenizer.json"
     if not tokenizer_file.exists():
         raise ModelNotFoundError(f"the model at {path} has no tokenizer.json")
-    name = reference.strip().rstrip("/").split("/")[-1] if not Path(reference).is_dir() else path.name
-    if name.lower() in {alias.split("/")[-1] for alias in _BUNDLED_ALIASES}:
+    if reference.strip().lower() in _BUNDLED_ALIASES:
         name = DEFAULT_MODEL
+    elif Path(reference).expanduser().is_dir():
+        name = path.name
+    else:
+        name = reference.strip().rstrip("/").split("/")[-1]
     return EmbedderInfo(
         reference=reference,
         path=path,
@@ -192,3 +195,7 @@ def offline_environment() -> None:
     """Make every hub client stay offline for the rest of the process."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # Loading a 90 MB model needs no progress bar of its own; ours covers the embedding.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")

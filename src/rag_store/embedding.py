@@ -23,12 +23,17 @@ def load_model(model_ref: str):
     """The SentenceTransformer for `model_ref`, loaded once per process, never from the net."""
     offline_environment()
     import torch
+    import transformers
     from sentence_transformers import SentenceTransformer
+
+    transformers.utils.logging.disable_progress_bar()
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     info = embedder_info(model_ref)
     model = SentenceTransformer(str(info.path), device="cpu", local_files_only=True)
-    get_dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    get_dimension = (
+        getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    )
     loaded_dimension = get_dimension()
     if loaded_dimension != info.dimension:
         raise RuntimeError(

