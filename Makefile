@@ -10,7 +10,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-DEMO_QUESTION ?= How do I recalibrate the conductivity sensor on a water-quality probe?
+DEMO_QUESTION ?= Which buffers do I need for a three-point pH calibration of the TW-400 probe?
 
 .PHONY: setup demo build search test lint unit e2e bench clean
 

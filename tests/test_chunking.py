@@ -38,6 +38,16 @@ def test_sections_follow_headings_but_not_inside_code_fences():
     assert sections[-1].end == len(text)
 
 
+def test_heading_only_sections_join_the_next_section():
+    text = "# Guide\n\n## 4. Procedures\n\n### 4.1 pH\n\nUse three buffers.\n\n### 4.2 DO\n\nAir.\n"
+    sections = split_sections(text)
+    assert [s.heading_path for s in sections] == [
+        ("Guide", "4. Procedures", "4.1 pH"),
+        ("Guide", "4. Procedures", "4.2 DO"),
+    ]
+    assert text[sections[0].start : sections[0].end].startswith("# Guide")
+
+
 def test_short_document_is_one_chunk_per_section(tokenizer):
     text = "Opening words.\n\n## Setup\n\nInstall the probe.\n"
     chunks = make_chunker(tokenizer).chunk(text, "Manual")

@@ -95,7 +95,7 @@ def split_sections(text: str) -> list[Section]:
     """Split markdown into sections at ATX headings that are not inside fenced code."""
     sections: list[Section] = []
     path: list[tuple[int, str]] = []
-    current_start = 0
+    current_start = body_start = 0
     current_path: tuple[str, ...] = ()
     in_fence = False
     offset = 0
@@ -105,13 +105,18 @@ def split_sections(text: str) -> list[Section]:
         elif not in_fence:
             heading = _HEADING.match(line.rstrip("\r\n"))
             if heading:
-                if text[current_start:offset].strip():
+                if text[body_start:offset].strip():
                     sections.append(Section(current_path, current_start, offset))
+                    current_start = offset
+                elif not text[current_start:offset].strip():
+                    current_start = offset
+                # else: the section so far is only headings ("## 4. Procedures" right
+                # before "### 4.1 pH"); they stay with the next section's text.
                 level = len(heading.group(1))
                 path = [(lvl, title) for lvl, title in path if lvl < level]
                 path.append((level, heading.group(2).strip()))
                 current_path = tuple(title for _, title in path)
-                current_start = offset
+                body_start = offset + len(line)
         offset += len(line)
     if text[current_start:].strip():
         sections.append(Section(current_path, current_start, len(text)))
