@@ -1,7 +1,10 @@
-"""chunk_embeddings: one row per (chunk_hash, model_id) ever embedded.
+"""chunk_embeddings: the embedding cache, one row per (chunk_hash, model_id) vector.
 
 Incremental: each build embeds only the chunk hashes that have no vector for the active
 model yet. When there is nothing new, the model is never loaded (torch is not imported).
+A chunk whose embedding raised gets a row with a null vector and the error, and is retried
+on the next build. `--full-refresh` does not empty this cache (full_refresh=False): vectors
+are keyed by content and model, so they never go stale.
 """
 
 import pyarrow as pa
@@ -12,6 +15,7 @@ def model(dbt, session):
         materialized="incremental",
         incremental_strategy="append",
         on_schema_change="fail",
+        full_refresh=False,
     )
     from rag_store.embedding_job import EmbeddingJobConfig, run_embedding_job
 

@@ -1,4 +1,10 @@
-{{ config(materialized='table', contract={'enforced': true}) }}
+{{
+    config(
+        materialized='table',
+        contract={'enforced': true},
+        post_hook="{{ rag_store.prune_other_model_embeddings() }}",
+    )
+}}
 
 {%- set model_ref = var('embedding_model') | string | replace("'", "''") -%}
 
@@ -29,6 +35,7 @@ active_embeddings as (
     select chunk_embeddings.*
     from chunk_embeddings
     inner join active_model on chunk_embeddings.model_id = active_model.model_id
+    where chunk_embeddings.embedding is not null
 ),
 
 current_chunks as (

@@ -121,7 +121,7 @@ def register_udfs(conn: duckdb.DuckDBPyConnection) -> None:
 
 def create_sql_macros(conn: duckdb.DuckDBPyConnection) -> None:
     sql_dir = resources.files("rag_store") / "sql"
-    for name in ("read_document_feed.sql",):
+    for name in ("read_document_feed.sql", "read_document_dir.sql"):
         conn.execute((sql_dir / name).read_text(encoding="utf-8"))
 
 

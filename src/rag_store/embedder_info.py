@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -38,6 +38,8 @@ class EmbedderInfo:
     max_seq_length: int
     special_tokens: int
     normalize: bool = True
+    # "sentence-transformers", or "hash": a deterministic fake for tests (see below).
+    backend: str = "sentence-transformers"
 
     @property
     def max_chunk_tokens(self) -> int:
@@ -166,9 +168,29 @@ def _weights_digest(path: Path) -> str:
     raise ModelNotFoundError(f"no weights file ({', '.join(_WEIGHT_FILES)}) in {path}")
 
 
+HASH_PREFIX = "hash"
+
+
+def _hash_embedder_info(reference: str) -> EmbedderInfo:
+    """`hash[-SEED]:MODEL` — FOR TESTS ONLY: MODEL's tokenizer and window, but vectors are
+    pseudo-random functions of the text (no network, no torch). Never use it for search."""
+    prefix, _, inner = reference.partition(":")
+    base = embedder_info(inner or DEFAULT_MODEL)
+    return replace(
+        base,
+        reference=reference,
+        name=f"{prefix}-{base.name}",
+        weights_digest=hashlib.sha256(prefix.encode("utf-8")).hexdigest(),
+        backend=HASH_PREFIX,
+    )
+
+
 @lru_cache(maxsize=16)
 def embedder_info(reference: str = DEFAULT_MODEL) -> EmbedderInfo:
     """Describe the embedder named by `reference`; cached per process."""
+    head = reference.strip().split(":", 1)[0]
+    if ":" in reference and (head == HASH_PREFIX or head.startswith(HASH_PREFIX + "-")):
+        return _hash_embedder_info(reference.strip())
     path = resolve_model_path(reference)
     tokenizer_file = path / "tokenizer.json"
     if not tokenizer_file.exists():

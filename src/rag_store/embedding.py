@@ -6,6 +6,7 @@ new to embed stays fast.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -51,6 +52,23 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / norms
 
 
+# Test-only: a text containing this marker makes the hash backend raise, so tests can
+# exercise embedding failures without a broken model.
+HASH_FAILURE_MARKER = "<<rag-store-test-embedding-failure>>"
+
+
+def hash_vectors(texts: Sequence[str], info: EmbedderInfo) -> np.ndarray:
+    """Deterministic unit vectors derived from sha256(model name, text). Tests only."""
+    vectors = np.zeros((len(texts), info.dimension), dtype=np.float32)
+    for row, text in enumerate(texts):
+        if HASH_FAILURE_MARKER in text:
+            raise RuntimeError("hash embedder: injected failure")
+        seed = hashlib.sha256(f"{info.name}\x1f{text}".encode()).digest()
+        rng = np.random.default_rng(int.from_bytes(seed[:8], "little"))
+        vectors[row] = rng.standard_normal(info.dimension)
+    return l2_normalise(vectors)
+
+
 def embed_texts(
     texts: Sequence[str],
     model_ref: str,
@@ -65,6 +83,11 @@ def embed_texts(
     info: EmbedderInfo = embedder_info(model_ref)
     if not texts:
         return np.zeros((0, info.dimension), dtype=np.float32)
+    if info.backend == "hash":
+        vectors = hash_vectors(texts, info)
+        if progress is not None:
+            progress(len(texts))
+        return vectors
     model = load_model(model_ref)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
     result = np.zeros((len(texts), info.dimension), dtype=np.float32)

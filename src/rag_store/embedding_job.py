@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from rag_store.embedder_info import DEFAULT_MODEL, EmbedderInfo, embedder_info
@@ -42,6 +43,7 @@ def output_schema(dimension: int) -> pa.Schema:
             ("embedding", pa.list_(pa.float32(), dimension)),
             ("token_count", pa.int32()),
             ("embedded_at", pa.timestamp("us")),
+            ("error", pa.string()),
         ]
     )
 
@@ -62,7 +64,10 @@ def pending_chunks_sql(chunks_sql: str, existing_table: str | None) -> str:
         f"""
         where not exists (
             select 1 from {existing_table} as existing
-            where existing.chunk_hash = chunks.chunk_hash and existing.model_id = $model_id
+            where
+                existing.chunk_hash = chunks.chunk_hash
+                and existing.model_id = $model_id
+                and existing.embedding is not null
         )"""
         if existing_table
         else ""
@@ -104,24 +109,58 @@ def run_embedding_job(
     from rag_store.embedding import embed_texts, progress_bar
 
     texts = pending.column("embedding_text").to_pylist()
+    matrix = np.zeros((total, info.dimension), dtype=np.float32)
+    errors: list[str | None] = [None] * total
+    order = sorted(range(total), key=lambda i: len(texts[i]), reverse=True)
     started = time.perf_counter()
     with progress_bar(total, "embedding") as bar:
-        vectors = embed_texts(texts, config.model_ref, config.batch_size, progress=bar.update)
-    elapsed = time.perf_counter() - started
+        for batch_start in range(0, total, config.batch_size):
+            batch = order[batch_start : batch_start + config.batch_size]
+            for index, vector, error in _embed_batch(embed_texts, texts, batch, config):
+                if error is None:
+                    matrix[index] = vector
+                errors[index] = error
+            bar.update(len(batch))
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    failed = sum(error is not None for error in errors)
+    if failed == total:
+        raise RuntimeError(f"every chunk failed to embed with {info.model_id}; first: {errors[0]}")
     tokens = sum(pending.column("token_count").to_pylist())
     log(
-        f"chunk_embeddings: embedded {total} chunk(s) in {elapsed:.1f}s "
-        f"({total / elapsed:.1f} chunks/s, {tokens / elapsed:.0f} tokens/s)"
+        f"chunk_embeddings: embedded {total - failed} chunk(s) in {elapsed:.1f}s "
+        f"({(total - failed) / elapsed:.1f} chunks/s, {tokens / elapsed:.0f} tokens/s)"
+        + (f"; {failed} FAILED and will be retried on the next build" if failed else "")
     )
-    flat = pa.array(vectors.reshape(-1), type=pa.float32())
     embedded_at = datetime.now(UTC).replace(tzinfo=None)
     return pa.table(
         {
             "chunk_hash": pending.column("chunk_hash"),
             "model_id": pa.array([info.model_id] * total, type=pa.string()),
-            "embedding": pa.FixedSizeListArray.from_arrays(flat, info.dimension),
+            "embedding": pa.FixedSizeListArray.from_arrays(
+                pa.array(matrix.reshape(-1), type=pa.float32()),
+                info.dimension,
+                mask=pa.array([error is not None for error in errors]),
+            ),
             "token_count": pending.column("token_count").cast(pa.int32()),
             "embedded_at": pa.array([embedded_at] * total, type=pa.timestamp("us")),
+            "error": pa.array(errors, type=pa.string()),
         },
         schema=schema,
     )
+
+
+def _embed_batch(embed_texts, texts, batch, config):
+    """Yield (index, vector, error) for a batch; one bad text does not sink the others."""
+    try:
+        vectors = embed_texts([texts[i] for i in batch], config.model_ref, len(batch))
+    except Exception:
+        # Find the culprit(s): embed the batch one text at a time.
+        for index in batch:
+            try:
+                (vector,) = embed_texts([texts[index]], config.model_ref, 1)
+                yield index, vector, None
+            except Exception as exc:
+                yield index, None, f"{type(exc).__name__}: {exc}"[:1000]
+        return
+    for index, vector in zip(batch, vectors, strict=True):
+        yield index, vector, None

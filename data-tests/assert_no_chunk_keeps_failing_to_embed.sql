@@ -1,0 +1,19 @@
+-- Warns about chunks of the active model that failed to embed in 3 or more builds and have
+-- no vector yet: retries are not helping, a person should look at the text or the model.
+{{ config(severity='warn', tags=['alert']) }}
+
+with
+
+attempts as (
+    select
+        chunk_hash,
+        count(*) filter (where embedding is null) as failed_attempts,
+        count(*) filter (where embedding is not null) as vectors,
+        max(error) as last_error
+    from {{ ref('chunk_embeddings') }}
+    where model_id = rag_model_id({{ rag_store.sql_string(var('embedding_model')) }})
+    group by chunk_hash
+)
+
+select * from attempts
+where failed_attempts >= 3 and vectors = 0

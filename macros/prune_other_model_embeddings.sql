@@ -1,0 +1,11 @@
+{#- Post-hook of retrieval_store: once the store has switched to the active model, delete
+    the cached vectors of every other model, unless var keep_previous_model_embeddings is
+    true (keep them to roll back without re-embedding). -#}
+{% macro prune_other_model_embeddings() -%}
+{%- if var('keep_previous_model_embeddings') | string | lower in ['true', '1', 'yes'] -%}
+    select 1
+{%- else -%}
+    delete from {{ ref('chunk_embeddings') }}
+    where model_id != rag_model_id({{ rag_store.sql_string(var('embedding_model')) }})
+{%- endif -%}
+{%- endmacro %}

@@ -1,0 +1,78 @@
+{#- The staging logic shared by every document source: trim, Unicode NFC, LF line endings,
+    UTC timestamps, a content hash, and a reject_reason instead of a dropped row.
+
+    source_relation: a relation with the columns of the read_document_feed table macro,
+                     or none for "this source is not configured" (zero rows, same columns).
+    source_kind:     'feed' or 'directory'; kept on every row. -#}
+{% macro stage_document_versions(source_relation, source_kind) -%}
+{%- if source_kind not in ['feed', 'directory'] -%}
+    {{ exceptions.raise_compiler_error("stage_document_versions: unknown source_kind " ~ source_kind) }}
+{%- endif -%}
+with
+
+source as (
+    {% if source_relation is none %}
+        select
+            null::varchar as _source_file,
+            null::bigint as _line_number,
+            null::varchar as _raw_line,
+            null::varchar as _parse_error,
+            null::varchar as doc_id,
+            null::varchar as title,
+            null::varchar as body,
+            null::varchar as source_uri,
+            null::varchar as updated_at,
+            null::varchar as is_deleted,
+            null::timestamp as _loaded_at
+        where false
+    {% else %}
+        select * from {{ source_relation }}
+    {% endif %}
+),
+
+cleaned as (
+    select
+        '{{ source_kind }}' as source_kind,
+        _source_file as source_file,
+        _line_number as line_number,
+        left(_raw_line, 500) as raw_excerpt,
+        _parse_error as parse_error,
+        nullif(trim(doc_id), '') as doc_id,
+        nfc_normalize(trim(coalesce(title, ''))) as title,
+        nfc_normalize(trim(replace(coalesce(body, ''), chr(13) || chr(10), chr(10)))) as body,
+        nullif(trim(source_uri), '') as source_uri,
+        try_cast(try_cast(trim(updated_at) as timestamptz) at time zone 'UTC' as timestamp)
+            as updated_at,
+        updated_at as updated_at_text,
+        coalesce(try_cast(is_deleted as boolean), false) as is_deleted,
+        is_deleted is not null and try_cast(is_deleted as boolean) is null
+            as has_bad_is_deleted,
+        _loaded_at
+    from source
+),
+
+flagged as (
+    select
+        *,
+        case
+            when parse_error is not null then parse_error
+            when doc_id is null then 'missing_doc_id'
+            when length(doc_id) > {{ var('max_doc_id_length') | int }} then 'doc_id_too_long'
+            when regexp_matches(doc_id, '[\x00-\x1f\x7f]') then 'doc_id_control_characters'
+            when updated_at is null then 'unparseable_updated_at'
+            when _loaded_at is null then 'missing_loaded_at'
+            when has_bad_is_deleted then 'unparseable_is_deleted'
+            when not is_deleted and body = '' then 'empty_body'
+        end as reject_reason
+    from cleaned
+),
+
+hashed as (
+    select
+        *,
+        sha256(title || chr(31) || body) as content_hash
+    from flagged
+)
+
+select * from hashed
+{%- endmacro %}
