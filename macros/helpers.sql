@@ -2,3 +2,8 @@
 {% macro sql_string(value) -%}
     '{{ value | string | replace("'", "''") }}'
 {%- endmacro %}
+
+{#- Render a var-like value (true/false, 'true', 1, 'yes', ...) as a SQL boolean literal. -#}
+{% macro sql_bool(value) -%}
+    {{ 'true' if value | string | lower in ['true', '1', 'yes', 'on'] else 'false' }}
+{%- endmacro %}

@@ -2,7 +2,7 @@
     the cached vectors of every other model, unless var keep_previous_model_embeddings is
     true (keep them to roll back without re-embedding). -#}
 {% macro prune_other_model_embeddings() -%}
-{%- if var('keep_previous_model_embeddings') | string | lower in ['true', '1', 'yes'] -%}
+{%- if rag_store.sql_bool(var('keep_previous_model_embeddings')) == 'true' -%}
     select 1
 {%- else -%}
     delete from {{ ref('chunk_embeddings') }}

@@ -19,7 +19,14 @@ def model(dbt, session):
     )
     from rag_store.embedding_job import EmbeddingJobConfig, run_embedding_job
 
-    config = EmbeddingJobConfig.from_dbt_config(dbt.config.get)
+    # dbt passes a config key to a Python model only when the model file itself calls
+    # dbt.config.get() with that key as a literal, so each key is read here.
+    settings = {
+        "embedding_model": dbt.config.get("embedding_model"),
+        "embedding_dimension": dbt.config.get("embedding_dimension"),
+        "embedding_batch_size": dbt.config.get("embedding_batch_size"),
+    }
+    config = EmbeddingJobConfig.from_dbt_config(settings.get)
     chunks = dbt.ref("int_document_chunks")
     existing = str(dbt.this) if dbt.is_incremental else None
     table: pa.Table = run_embedding_job(session, chunks, existing, config)

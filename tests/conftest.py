@@ -125,3 +125,38 @@ def json_dumps(value) -> str:
 @pytest.fixture
 def dbt_project(tmp_path) -> DbtProject:
     return DbtProject(tmp_path)
+
+
+def document(doc_id: str, body: str, **fields) -> dict:
+    """One feed row with sensible defaults; override any field by keyword."""
+    row = {
+        "doc_id": doc_id,
+        "title": fields.pop("title", doc_id.replace("/", " ").title()),
+        "body": body,
+        "source_uri": f"https://docs.example/{doc_id}",
+        "updated_at": "2026-05-01T09:00:00Z",
+        "is_deleted": False,
+        "_loaded_at": "2026-05-02T06:00:00Z",
+    }
+    row.update(fields)
+    return row
+
+
+def write_feed(project: DbtProject, name: str, rows: list[dict]) -> Path:
+    """Deliver one JSON-lines feed file into the project's feed directory."""
+    path = project.feed_dir / name
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
+
+
+def long_body(sections: int, marker: str = "", words_per_section: int = 60) -> str:
+    """A markdown body of `sections` sections, each one short chunk; `marker` edits one."""
+    vocabulary = "river stone lamp orchard copper meadow harbor lantern willow ember".split()
+    parts = []
+    for number in range(sections):
+        words = " ".join(vocabulary[(i * 7 + number) % 10] for i in range(words_per_section))
+        extra = f" {marker}" if marker and number == 2 else ""
+        parts.append(f"## Section {number}\n\n{words}.{extra}")
+    return "\n\n".join(parts)

@@ -103,6 +103,13 @@ def test_fingerprint_changes_with_every_setting():
     assert base != settings_fingerprint(ChunkerSettings(200, 32), "tok")
     assert base != settings_fingerprint(ChunkerSettings(254, 0), "tok")
     assert base != settings_fingerprint(ChunkerSettings(254, 32), "other-tokenizer")
+    assert base != settings_fingerprint(ChunkerSettings(254, 32, context_header=False), "tok")
+
+
+def test_without_context_header_the_embedder_sees_only_the_chunk(tokenizer):
+    chunker = Chunker(tokenizer, ChunkerSettings(254, 0, context_header=False))
+    (chunk,) = chunker.chunk("## Support\n\nMail us.", "Release notes")
+    assert chunk.embedding_text == chunk.chunk_text == "## Support\n\nMail us."
 
 
 def test_empty_and_blank_text_make_no_chunks(tokenizer):

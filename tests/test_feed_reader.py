@@ -65,13 +65,15 @@ def test_crlf_lines_and_loaded_at_are_parsed(conn, tmp_path):
 
 def test_chunk_udf_refuses_a_budget_above_the_model_window(conn):
     with pytest.raises(duckdb.Error, match="exceeds the window"):
-        conn.execute("select rag_chunk('text', 'title', 'all-MiniLM-L6-v2', 300, 0)").fetchall()
+        conn.execute(
+            "select rag_chunk('text', 'title', 'all-MiniLM-L6-v2', 300, 0, true)"
+        ).fetchall()
 
 
 def test_chunk_udf_returns_structured_chunks(conn):
     (chunks,) = conn.execute(
         "select rag_chunk('Intro.' || chr(10) || chr(10) || '## Part' || chr(10) || 'Body.', "
-        "'Doc', 'all-MiniLM-L6-v2', 0, 0)"
+        "'Doc', 'all-MiniLM-L6-v2', 0, 0, true)"
     ).fetchone()
     assert [c["heading_path"] for c in chunks] == ["", "Part"]
     assert chunks[1]["chunk_text"] == "## Part\nBody."

@@ -13,8 +13,9 @@
 }}
 
 {%- set model_ref = var('embedding_model') | string -%}
-{%- set chunker_args = "'" ~ model_ref | replace("'", "''") ~ "', "
-    ~ (var('max_chunk_tokens') | int) ~ ", " ~ (var('chunk_overlap_tokens') | int) -%}
+{%- set chunker_args = rag_store.sql_string(model_ref) ~ ", "
+    ~ (var('max_chunk_tokens') | int) ~ ", " ~ (var('chunk_overlap_tokens') | int) ~ ", "
+    ~ rag_store.sql_bool(var('chunk_context_header')) -%}
 
 with
 

@@ -42,6 +42,9 @@ class TokenizerLike(Protocol):
 class ChunkerSettings:
     max_chunk_tokens: int
     overlap_tokens: int = 0
+    # Prefix what the embedder sees with "title › heading path". Better retrieval for short
+    # chunks; off makes identical text under different titles share one vector.
+    context_header: bool = True
 
     def __post_init__(self) -> None:
         if self.max_chunk_tokens < 16:
@@ -86,7 +89,7 @@ def settings_fingerprint(settings: ChunkerSettings, tokenizer_digest: str) -> st
     """Identifies everything besides the text that shapes a chunk."""
     raw = (
         f"{CHUNKER_VERSION}|tok={tokenizer_digest}|max={settings.max_chunk_tokens}"
-        f"|overlap={settings.overlap_tokens}"
+        f"|overlap={settings.overlap_tokens}|header={int(settings.context_header)}"
     )
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:16]
 
@@ -183,6 +186,8 @@ class Chunker:
         return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
     def header(self, title: str, heading_path: Sequence[str]) -> str:
+        if not self.settings.context_header:
+            return ""
         parts = [p for p in (title.strip(), *heading_path) if p]
         header = HEADER_SEPARATOR.join(parts)
         limit = int(self.settings.max_chunk_tokens * MAX_HEADER_SHARE)

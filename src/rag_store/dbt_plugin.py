@@ -31,10 +31,15 @@ CHUNK_TYPE = duckdb.list_type(
     )
 )
 
-_chunkers: dict[tuple[str, int, int], Chunker] = {}
+_chunkers: dict[tuple[str, int, int, bool], Chunker] = {}
 
 
-def chunk_settings(model_ref: str, max_chunk_tokens: int | None, overlap_tokens: int | None):
+def chunk_settings(
+    model_ref: str,
+    max_chunk_tokens: int | None,
+    overlap_tokens: int | None,
+    context_header: bool | None = True,
+):
     """Validated settings; max_chunk_tokens <= 0 or NULL means "the model's whole window"."""
     info = embedder_info(model_ref)
     window = info.max_chunk_tokens
@@ -44,24 +49,25 @@ def chunk_settings(model_ref: str, max_chunk_tokens: int | None, overlap_tokens:
             f"max_chunk_tokens={requested} exceeds the window of {info.model_id} "
             f"({window} tokens without special tokens); the model would truncate silently"
         )
-    return info, ChunkerSettings(requested, overlap_tokens or 0)
+    header = True if context_header is None else bool(context_header)
+    return info, ChunkerSettings(requested, overlap_tokens or 0, header)
 
 
-def get_chunker(model_ref: str, max_chunk_tokens: int | None, overlap_tokens: int | None):
-    key = (model_ref, max_chunk_tokens or 0, overlap_tokens or 0)
+def get_chunker(model_ref, max_chunk_tokens, overlap_tokens, context_header=True):
+    key = (model_ref, max_chunk_tokens or 0, overlap_tokens or 0, context_header is not False)
     if key not in _chunkers:
-        info, settings = chunk_settings(model_ref, max_chunk_tokens, overlap_tokens)
+        info, settings = chunk_settings(*key)
         _chunkers[key] = Chunker(load_tokenizer(str(info.tokenizer_file)), settings)
     return _chunkers[key]
 
 
-def rag_chunk(body, title, model_ref, max_chunk_tokens, overlap_tokens):
-    chunker = get_chunker(model_ref, max_chunk_tokens, overlap_tokens)
+def rag_chunk(body, title, model_ref, max_chunk_tokens, overlap_tokens, context_header):
+    chunker = get_chunker(model_ref, max_chunk_tokens, overlap_tokens, context_header)
     return [chunk.as_dict() for chunk in chunker.chunk(body, title or "")]
 
 
-def rag_chunker_fingerprint(model_ref, max_chunk_tokens, overlap_tokens):
-    info, settings = chunk_settings(model_ref, max_chunk_tokens, overlap_tokens)
+def rag_chunker_fingerprint(model_ref, max_chunk_tokens, overlap_tokens, context_header):
+    info, settings = chunk_settings(model_ref, max_chunk_tokens, overlap_tokens, context_header)
     return settings_fingerprint(settings, info.tokenizer_digest)
 
 
@@ -82,13 +88,13 @@ def register_udfs(conn: duckdb.DuckDBPyConnection) -> None:
         (
             "rag_chunk",
             rag_chunk,
-            ["VARCHAR", "VARCHAR", "VARCHAR", "INTEGER", "INTEGER"],
+            ["VARCHAR", "VARCHAR", "VARCHAR", "INTEGER", "INTEGER", "BOOLEAN"],
             CHUNK_TYPE,
         ),
         (
             "rag_chunker_fingerprint",
             rag_chunker_fingerprint,
-            ["VARCHAR", "INTEGER", "INTEGER"],
+            ["VARCHAR", "INTEGER", "INTEGER", "BOOLEAN"],
             "VARCHAR",
         ),
         ("rag_model_id", lambda ref: embedder_info(ref).model_id, ["VARCHAR"], "VARCHAR"),
