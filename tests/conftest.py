@@ -153,7 +153,10 @@ def write_feed(project: DbtProject, name: str, rows: list[dict]) -> Path:
 
 def long_body(sections: int, marker: str = "", words_per_section: int = 60) -> str:
     """A markdown body of `sections` sections, each one short chunk; `marker` edits one."""
-    vocabulary = "river stone lamp orchard copper meadow harbor lantern willow ember".split()
+    vocabulary = [
+        *("river", "stone", "lamp", "orchard", "copper"),
+        *("meadow", "harbor", "lantern", "willow", "ember"),
+    ]
     parts = []
     for number in range(sections):
         words = " ".join(vocabulary[(i * 7 + number) % 10] for i in range(words_per_section))

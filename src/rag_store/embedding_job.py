@@ -106,8 +106,12 @@ def run_embedding_job(
     if total == 0:
         return schema.empty_table()
 
-    from rag_store.embedding import embed_texts, progress_bar
+    from rag_store.embedding import embed_texts, load_model, progress_bar
 
+    if info.backend == "sentence-transformers":
+        loading = time.perf_counter()
+        load_model(config.model_ref)
+        log(f"chunk_embeddings: model loaded in {time.perf_counter() - loading:.1f}s")
     texts = pending.column("embedding_text").to_pylist()
     matrix = np.zeros((total, info.dimension), dtype=np.float32)
     errors: list[str | None] = [None] * total
