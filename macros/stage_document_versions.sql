@@ -51,6 +51,13 @@ cleaned as (
     from source
 ),
 
+hashed as (
+    select
+        *,
+        sha256(title || chr(31) || body) as content_hash
+    from cleaned
+),
+
 flagged as (
     select
         *,
@@ -60,19 +67,36 @@ flagged as (
             when length(doc_id) > {{ var('max_doc_id_length') | int }} then 'doc_id_too_long'
             when regexp_matches(doc_id, '[\x00-\x1f\x7f]') then 'doc_id_control_characters'
             when updated_at is null then 'unparseable_updated_at'
+            when
+                updated_at > (now() at time zone 'UTC')
+                + to_minutes({{ var('future_updated_at_tolerance_minutes') | int }})
+                then 'updated_at_in_future'
             when _loaded_at is null then 'missing_loaded_at'
             when has_bad_is_deleted then 'unparseable_is_deleted'
             when not is_deleted and body = '' then 'empty_body'
+            when octet_length(encode(body)) > {{ var('max_document_bytes') | int }}
+                then 'body_too_large'
         end as reject_reason
-    from cleaned
+    from hashed
 ),
 
-hashed as (
+conflicts as (
+    {#- Same doc_id and updated_at but different content: the first delivery stands, every
+        later conflicting row is refused (deterministic in incremental and full builds). -#}
     select
         *,
-        sha256(title || chr(31) || body) as content_hash
+        case
+            when reject_reason is null
+                and content_hash != first_value(content_hash) over (
+                    partition by doc_id, updated_at, reject_reason is null
+                    order by _loaded_at, source_file, line_number
+                )
+                then 'conflicting_duplicate'
+            else reject_reason
+        end as final_reject_reason
     from flagged
 )
 
-select * from hashed
+select * exclude (reject_reason, final_reject_reason), final_reject_reason as reject_reason
+from conflicts
 {%- endmacro %}

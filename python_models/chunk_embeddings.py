@@ -4,7 +4,8 @@ Incremental: each build embeds only the chunk hashes that have no vector for the
 model yet. When there is nothing new, the model is never loaded (torch is not imported).
 A chunk whose embedding raised gets a row with a null vector and the error, and is retried
 on the next build. `--full-refresh` does not empty this cache (full_refresh=False): vectors
-are keyed by content and model, so they never go stale.
+are keyed by content and model, so they never go stale. Vectors are also committed batch by
+batch to chunk_embeddings__in_flight, so a build that is killed loses no finished work.
 """
 
 import pyarrow as pa
@@ -29,5 +30,6 @@ def model(dbt, session):
     config = EmbeddingJobConfig.from_dbt_config(settings.get)
     chunks = dbt.ref("int_document_chunks")
     existing = str(dbt.this) if dbt.is_incremental else None
-    table: pa.Table = run_embedding_job(session, chunks, existing, config)
+    in_flight = f'"{dbt.this.database}"."{dbt.this.schema}"."chunk_embeddings__in_flight"'
+    table: pa.Table = run_embedding_job(session, chunks, existing, config, in_flight)
     return table

@@ -178,6 +178,51 @@ latest_versions as (
     from ranked_versions
     cross join watermark
     where ranked_versions.version_rank = 1
+),
+
+{% if is_incremental() %}
+    {#- Mass-delete guard: refuse a build that would delete more than max_delete_fraction of
+        the live documents (and more than one), e.g. a document directory that came back
+        empty. Raising here fails the model before anything is written. -#}
+    delete_guard as (
+        select
+            (select count(*) from {{ this }} where not is_deleted) as live_before,
+            count(*) filter (
+                where latest_versions.is_deleted
+                and latest_versions.doc_id in (
+                    select previous.doc_id from {{ this }} as previous
+                    where not previous.is_deleted
+                )
+            ) as deleting
+        from latest_versions
+    ),
+{% else %}
+    delete_guard as (
+        select
+            0 as live_before,
+            0 as deleting
+    ),
+{% endif %}
+
+guarded_versions as (
+    select latest_versions.*
+    from latest_versions
+    cross join delete_guard
+    where
+        case
+            when
+                delete_guard.deleting > 1
+                and delete_guard.deleting
+                > {{ var('max_delete_fraction') | float }} * delete_guard.live_before
+                then error(
+                    'mass-delete guard: this build would delete '
+                    || delete_guard.deleting || ' of ' || delete_guard.live_before
+                    || ' live documents, more than max_delete_fraction = '
+                    || '{{ var("max_delete_fraction") }}. Nothing was deleted. If this is '
+                    || 'intended, rerun with --vars ''{max_delete_fraction: 1}''.'
+                )
+            else true
+        end
 )
 
-select * from latest_versions
+select * from guarded_versions

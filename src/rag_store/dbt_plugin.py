@@ -131,15 +131,35 @@ def create_sql_macros(conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute((sql_dir / name).read_text(encoding="utf-8"))
 
 
+def check_single_writer(path: str) -> None:
+    """Fail fast, with a readable message, when another process holds the database file."""
+    if not Path(path).exists():
+        return
+    try:
+        duckdb.connect(path).close()
+    except duckdb.IOException as exc:
+        if "lock" not in str(exc).lower():
+            raise
+        from dbt_common.exceptions import DbtRuntimeError
+
+        holder = str(exc).split("Conflicting lock is held in", 1)[-1].split(". See")[0]
+        raise DbtRuntimeError(
+            f"rag-store: another process already has {path} open ({holder.strip()}). "
+            "DuckDB allows one writer per file: wait for that build or close that client, "
+            "then run again. Nothing was changed."
+        ) from None
+
+
 class Plugin(BasePlugin):
     def initialize(self, plugin_config: dict[str, Any]) -> None:
         offline_environment()
 
     def update_connection_config(self, creds, config: dict[str, Any]) -> None:
-        # DuckDB creates the database file but not its directory.
         path = getattr(creds, "path", None)
         if path and path != ":memory:" and not str(path).startswith("md:"):
+            # DuckDB creates the database file but not its directory.
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            check_single_writer(str(path))
 
     def configure_connection(self, conn: duckdb.DuckDBPyConnection) -> None:
         register_udfs(conn)

@@ -59,7 +59,7 @@ def check_dimension(info: EmbedderInfo, expected: int | None) -> None:
 
 
 def pending_chunks_sql(chunks_sql: str, existing_table: str | None) -> str:
-    """Distinct chunk hashes from `chunks_sql` lacking a vector for model_id $1."""
+    """Distinct chunk hashes from `chunks_sql` lacking a vector for $model_id."""
     anti_join = (
         f"""
         where not exists (
@@ -88,11 +88,72 @@ def log(message: str) -> None:
     print(f"[rag-store] {message}", file=sys.stderr, flush=True)
 
 
+class InFlight:
+    """Vectors computed by a build that has not finished yet, committed batch by batch.
+
+    If the build is killed, the next build takes these vectors instead of embedding the
+    same text again. The chunk_embeddings post-hook drops the table once a build lands.
+    """
+
+    def __init__(self, session: duckdb.DuckDBPyConnection, table: str | None, model_id: str):
+        self.session, self.table, self.model_id = session, table, model_id
+        if table:
+            session.execute(
+                f"create table if not exists {table} ("
+                "chunk_hash varchar, model_id varchar, embedding float[], "
+                "token_count integer, embedded_at timestamp)"
+            )
+
+    def recover(self, pending: pa.Table) -> pa.Table:
+        """Rows of `pending` already embedded by an interrupted build of this model."""
+        if not self.table:
+            return pending.slice(0, 0).append_column(
+                "embedding", pa.array([], pa.list_(pa.float32()))
+            )
+        self.session.register("__rag_pending", pending)
+        try:
+            return self.session.execute(
+                f"""
+                select pending.*, in_flight.embedding
+                from __rag_pending as pending
+                inner join (
+                    select chunk_hash, any_value(embedding) as embedding
+                    from {self.table}
+                    where model_id = $model_id
+                    group by chunk_hash
+                ) as in_flight on pending.chunk_hash = in_flight.chunk_hash
+                order by pending.chunk_hash
+                """,
+                {"model_id": self.model_id},
+            ).fetch_arrow_table()
+        finally:
+            self.session.unregister("__rag_pending")
+
+    def save(self, hashes, vectors: np.ndarray, token_counts, embedded_at: datetime) -> None:
+        if not self.table or not hashes:
+            return
+        batch = pa.table(
+            {
+                "chunk_hash": pa.array(hashes, pa.string()),
+                "model_id": pa.array([self.model_id] * len(hashes), pa.string()),
+                "embedding": pa.array(list(vectors), pa.list_(pa.float32())),
+                "token_count": pa.array(token_counts, pa.int32()),
+                "embedded_at": pa.array([embedded_at] * len(hashes), pa.timestamp("us")),
+            }
+        )
+        self.session.register("__rag_in_flight_batch", batch)
+        try:
+            self.session.execute(f"insert into {self.table} select * from __rag_in_flight_batch")
+        finally:
+            self.session.unregister("__rag_in_flight_batch")
+
+
 def run_embedding_job(
     session: duckdb.DuckDBPyConnection,
     chunks: duckdb.DuckDBPyRelation,
     existing_table: str | None,
     config: EmbeddingJobConfig,
+    in_flight_table: str | None = None,
 ) -> pa.Table:
     info = embedder_info(config.model_ref)
     check_dimension(info, config.expected_dimension)
@@ -101,41 +162,83 @@ def run_embedding_job(
     pending = session.execute(
         pending_chunks_sql(chunks.sql_query(), existing_table), params
     ).fetch_arrow_table()
+    in_flight = InFlight(session, in_flight_table, info.model_id)
+    recovered = in_flight.recover(pending)
+    if recovered.num_rows:
+        done = set(recovered.column("chunk_hash").to_pylist())
+        keep = [h not in done for h in pending.column("chunk_hash").to_pylist()]
+        pending = pending.filter(pa.array(keep))
+        log(f"chunk_embeddings: reusing {recovered.num_rows} vector(s) of an interrupted build")
     total = pending.num_rows
     log(f"chunk_embeddings: {total} chunk(s) to embed with {info.model_id}")
-    if total == 0:
-        return schema.empty_table()
+    embedded_at = datetime.now(UTC).replace(tzinfo=None)
+    parts = [_recovered_rows(recovered, info, schema, embedded_at)]
+    if total:
+        parts.append(_embed_pending(pending, info, schema, config, in_flight, embedded_at))
+    return pa.concat_tables(parts)
 
+
+def _recovered_rows(recovered: pa.Table, info: EmbedderInfo, schema, embedded_at) -> pa.Table:
+    count = recovered.num_rows
+    return pa.table(
+        {
+            "chunk_hash": recovered.column("chunk_hash"),
+            "model_id": pa.array([info.model_id] * count, type=pa.string()),
+            "embedding": recovered.column("embedding").cast(pa.list_(pa.float32(), info.dimension)),
+            "token_count": recovered.column("token_count").cast(pa.int32()),
+            "embedded_at": pa.array([embedded_at] * count, type=pa.timestamp("us")),
+            "error": pa.array([None] * count, type=pa.string()),
+        },
+        schema=schema,
+    )
+
+
+def _embed_pending(pending, info, schema, config, in_flight: InFlight, embedded_at) -> pa.Table:
     from rag_store.embedding import embed_texts, load_model, progress_bar
 
     if info.backend == "sentence-transformers":
         loading = time.perf_counter()
         load_model(config.model_ref)
         log(f"chunk_embeddings: model loaded in {time.perf_counter() - loading:.1f}s")
+    total = pending.num_rows
+    hashes = pending.column("chunk_hash").to_pylist()
+    token_counts = pending.column("token_count").to_pylist()
     texts = pending.column("embedding_text").to_pylist()
     matrix = np.zeros((total, info.dimension), dtype=np.float32)
     errors: list[str | None] = [None] * total
     order = sorted(range(total), key=lambda i: len(texts[i]), reverse=True)
-    started = time.perf_counter()
+    started = last_report = time.perf_counter()
+    finished = 0
     with progress_bar(total, "embedding") as bar:
         for batch_start in range(0, total, config.batch_size):
             batch = order[batch_start : batch_start + config.batch_size]
+            succeeded = []
             for index, vector, error in _embed_batch(embed_texts, texts, batch, config):
                 if error is None:
                     matrix[index] = vector
+                    succeeded.append(index)
                 errors[index] = error
+            in_flight.save(
+                [hashes[i] for i in succeeded],
+                matrix[succeeded],
+                [token_counts[i] for i in succeeded],
+                embedded_at,
+            )
+            finished += len(batch)
             bar.update(len(batch))
+            if time.perf_counter() - last_report >= 2.0 or finished == total:
+                last_report = time.perf_counter()
+                log(f"chunk_embeddings: checkpoint {finished}/{total} saved")
     elapsed = max(time.perf_counter() - started, 1e-9)
     failed = sum(error is not None for error in errors)
     if failed == total:
         raise RuntimeError(f"every chunk failed to embed with {info.model_id}; first: {errors[0]}")
-    tokens = sum(pending.column("token_count").to_pylist())
+    tokens = sum(token_counts)
     log(
         f"chunk_embeddings: embedded {total - failed} chunk(s) in {elapsed:.1f}s "
         f"({(total - failed) / elapsed:.1f} chunks/s, {tokens / elapsed:.0f} tokens/s)"
         + (f"; {failed} FAILED and will be retried on the next build" if failed else "")
     )
-    embedded_at = datetime.now(UTC).replace(tzinfo=None)
     return pa.table(
         {
             "chunk_hash": pending.column("chunk_hash"),
