@@ -30,6 +30,13 @@ def model(dbt, session):
     config = EmbeddingJobConfig.from_dbt_config(settings.get)
     chunks = dbt.ref("int_document_chunks")
     existing = str(dbt.this) if dbt.is_incremental else None
-    in_flight = f'"{dbt.this.database}"."{dbt.this.schema}"."chunk_embeddings__in_flight"'
-    table: pa.Table = run_embedding_job(session, chunks, existing, config, in_flight)
+    schema = f'"{dbt.this.database}"."{dbt.this.schema}"'
+    table: pa.Table = run_embedding_job(
+        session,
+        chunks,
+        existing,
+        config,
+        in_flight_table=f"{schema}.chunk_embeddings__in_flight",
+        runs_table=f"{schema}.embedding_runs",
+    )
     return table

@@ -65,7 +65,7 @@ class DbtProject:
     @property
     def feed_dir(self) -> Path:
         path = self.root / "feed"
-        path.mkdir(exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True)
         return path
 
     def deliver(self, *files: Path) -> None:

@@ -154,7 +154,9 @@ def run_embedding_job(
     existing_table: str | None,
     config: EmbeddingJobConfig,
     in_flight_table: str | None = None,
+    runs_table: str | None = None,
 ) -> pa.Table:
+    started_at = datetime.now(UTC).replace(tzinfo=None)
     info = embedder_info(config.model_ref)
     check_dimension(info, config.expected_dimension)
     schema = output_schema(info.dimension)
@@ -162,6 +164,10 @@ def run_embedding_job(
     pending = session.execute(
         pending_chunks_sql(chunks.sql_query(), existing_table), params
     ).fetch_arrow_table()
+    current_hashes = session.execute(
+        f"select count(distinct chunk_hash) from ({chunks.sql_query()})"
+    ).fetchone()[0]
+    reused = current_hashes - pending.num_rows
     in_flight = InFlight(session, in_flight_table, info.model_id)
     recovered = in_flight.recover(pending)
     if recovered.num_rows:
@@ -173,9 +179,50 @@ def run_embedding_job(
     log(f"chunk_embeddings: {total} chunk(s) to embed with {info.model_id}")
     embedded_at = datetime.now(UTC).replace(tzinfo=None)
     parts = [_recovered_rows(recovered, info, schema, embedded_at)]
-    if total:
-        parts.append(_embed_pending(pending, info, schema, config, in_flight, embedded_at))
-    return pa.concat_tables(parts)
+    run = RunRecord(session, runs_table, started_at, info.model_id, reused, recovered.num_rows)
+    try:
+        if total:
+            parts.append(_embed_pending(pending, info, schema, config, in_flight, embedded_at))
+    except Exception:
+        run.write(embedded=0, failed=total)
+        raise
+    result = pa.concat_tables(parts)
+    failed = result.column("embedding").null_count
+    run.write(embedded=result.num_rows - failed - recovered.num_rows, failed=failed)
+    return result
+
+
+class RunRecord:
+    """Appends one row per run to the embedding_runs table, committed immediately."""
+
+    def __init__(self, session, table, started_at, model_id, reused, recovered):
+        self.session, self.table = session, table
+        self.values = {
+            "started_at": started_at,
+            "model_id": model_id,
+            "reused": reused,
+            "recovered": recovered,
+        }
+
+    def write(self, embedded: int, failed: int) -> None:
+        if not self.table:
+            return
+        self.session.execute(
+            f"""
+            create table if not exists {self.table} (
+                run_id varchar, started_at timestamp, finished_at timestamp,
+                model_id varchar, chunks_embedded bigint, chunks_reused bigint,
+                chunks_recovered bigint, chunks_failed bigint
+            )"""
+        )
+        self.session.execute(
+            f"""
+            insert into {self.table} values (
+                uuid()::varchar, $started_at, (now() at time zone 'UTC'), $model_id,
+                $embedded, $reused, $recovered, $failed
+            )""",
+            {**self.values, "embedded": embedded, "failed": failed},
+        )
 
 
 def _recovered_rows(recovered: pa.Table, info: EmbedderInfo, schema, embedded_at) -> pa.Table:
@@ -224,15 +271,13 @@ def _embed_pending(pending, info, schema, config, in_flight: InFlight, embedded_
                 [token_counts[i] for i in succeeded],
                 embedded_at,
             )
-            finished += len(batch)
+            finished += len(succeeded)
             bar.update(len(batch))
-            if time.perf_counter() - last_report >= 2.0 or finished == total:
+            if time.perf_counter() - last_report >= 2.0 or batch_start + len(batch) >= total:
                 last_report = time.perf_counter()
-                log(f"chunk_embeddings: checkpoint {finished}/{total} saved")
+                log(f"chunk_embeddings: checkpoint {finished}/{total} vectors saved")
     elapsed = max(time.perf_counter() - started, 1e-9)
     failed = sum(error is not None for error in errors)
-    if failed == total:
-        raise RuntimeError(f"every chunk failed to embed with {info.model_id}; first: {errors[0]}")
     tokens = sum(token_counts)
     log(
         f"chunk_embeddings: embedded {total - failed} chunk(s) in {elapsed:.1f}s "

@@ -1,0 +1,186 @@
+"""Bad input is refused loudly and nothing is lost; guards stop dangerous builds.
+
+Real dbt and DuckDB. Most tests use the test-only `hash:` embedder (deterministic
+pseudo-vectors, no torch) because they are about rows, not vector quality.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+import duckdb
+import pytest
+from conftest import BIN, REPO, DbtProject, document, write_feed
+
+from rag_store.embedding import HASH_FAILURE_MARKER
+
+pytestmark = pytest.mark.e2e
+
+FAKE = {"embedding_model": "hash:all-MiniLM-L6-v2"}
+
+
+def rejects(project: DbtProject) -> dict[str, str | None]:
+    rows = project.query("select reject_reason, doc_id from documents_rejected")
+    return {reason: doc_id for reason, doc_id in rows}
+
+
+def test_every_reject_reason_lands_in_documents_rejected(dbt_project):
+    dbt_project.vars = dict(FAKE)
+    good = [document("good/one", "Fine text."), document("good/two", "Also fine.")]
+    bad = [
+        document("", "No id."),
+        document("x" * 600, "Long id."),
+        document("tab\tid", "Control character in id."),
+        document("empty/body", "   "),
+        document("huge/body", "y" * 5000),
+        document("bad/date", "Text.", updated_at="last tuesday"),
+        document("future/date", "Text.", updated_at="2999-01-01T00:00:00Z"),
+        document("bad/flag", "Text.", is_deleted="perhaps"),
+        document("no/loaded", "Text.", _loaded_at=None),
+        document("good/one", "Same timestamp, other text.", _loaded_at="2026-05-03T00:00:00Z"),
+    ]
+    path = write_feed(dbt_project, "1.jsonl", good + bad)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write('{"doc_id": "broken", "body": \n')  # malformed JSON line
+        handle.write("[1, 2, 3]\n")  # JSON but not an object
+    (dbt_project.feed_dir / "2.jsonl").write_bytes(b'{"doc_id": "latin1", "body": "caf\xe9"}\n')
+
+    result = dbt_project.build(vars={"max_document_bytes": 1000})
+    assert rejects(dbt_project) == {
+        "missing_doc_id": None,
+        "doc_id_too_long": "x" * 600,
+        "doc_id_control_characters": "tab\tid",
+        "empty_body": "empty/body",
+        "body_too_large": "huge/body",
+        "unparseable_updated_at": "bad/date",
+        "updated_at_in_future": "future/date",
+        "unparseable_is_deleted": "bad/flag",
+        "missing_loaded_at": "no/loaded",
+        "conflicting_duplicate": "good/one",
+        "malformed_json": None,
+        "not_a_json_object": None,
+        "invalid_utf8": None,
+    }
+    located = dbt_project.query(
+        "select source_file like '%1.jsonl', line_number from documents_rejected "
+        "where reject_reason = 'malformed_json'"
+    )
+    assert located == [(True, 13)]
+    texts = dict(dbt_project.query("select doc_id, chunk_text from retrieval_store"))
+    assert texts == {"good/one": "Fine text.", "good/two": "Also fine."}
+    # The warn-level alert test reports the rejects; the build itself stays green.
+    assert "WARN 13 assert_rejected_rows_within_limit" in result.output
+
+
+def test_mass_delete_guard_stops_the_build_and_deletes_nothing(dbt_project):
+    docs = dbt_project.root / "docs"
+    docs.mkdir()
+    for number in range(5):
+        (docs / f"doc{number}.md").write_text(f"# Doc {number}\n\nBody {number}.\n")
+    dbt_project.vars = {**FAKE, "document_feed": "", "document_dir": str(docs)}
+    dbt_project.build()
+    before = dbt_project.checksum()
+    for number in range(5):
+        os.remove(docs / f"doc{number}.md")
+
+    blocked = dbt_project.build(check=False)
+    assert blocked.returncode != 0
+    assert "mass-delete guard" in blocked.output
+    assert "max_delete_fraction" in blocked.output
+    assert dbt_project.checksum() == before
+
+    allowed = dbt_project.build(vars={"max_delete_fraction": 1})
+    assert allowed.returncode == 0
+    assert dbt_project.query("select count(*) from retrieval_store") == [(0,)]
+
+
+def test_embedding_failures_are_recorded_retried_and_reported(dbt_project):
+    dbt_project.vars = dict(FAKE)
+    poisoned = f"This text cannot be embedded {HASH_FAILURE_MARKER}."
+    write_feed(dbt_project, "1.jsonl", [document("ok", "Healthy text."), document("bad", poisoned)])
+    first = dbt_project.build(check=False)
+    assert first.returncode != 0  # a chunk without a vector turns the build red
+    assert "1 FAILED and will be retried" in first.output
+    assert dbt_project.query("select chunk_id from retrieval_store") == [("ok:0",)]
+    assert dbt_project.query(
+        "select count(*) from chunk_embeddings where embedding is null and error is not null"
+    ) == [(1,)]
+
+    for _ in range(2):
+        retry = dbt_project.build(check=False)
+        assert retry.embedded == 1  # retried, not forgotten
+    runs = dbt_project.query(
+        "select chunks_embedded, chunks_failed from embedding_runs order by started_at"
+    )
+    assert runs == [(1, 1), (0, 1), (0, 1)]
+    assert "WARN 1 assert_no_chunk_keeps_failing_to_embed" in retry.output
+
+    time.sleep(0.01)
+    write_feed(
+        dbt_project,
+        "2.jsonl",
+        [document("bad", "Fixed text.", updated_at="2026-06-01T00:00:00Z")],
+    )
+    fixed = dbt_project.build()
+    assert fixed.returncode == 0
+    assert sorted(dbt_project.query("select chunk_id from retrieval_store")) == [
+        ("bad:0",),
+        ("ok:0",),
+    ]
+
+
+def test_a_second_writer_fails_fast_and_changes_nothing(dbt_project):
+    dbt_project.vars = dict(FAKE)
+    write_feed(dbt_project, "1.jsonl", [document("a", "Text.")])
+    dbt_project.build()
+    before = dbt_project.checksum()
+    write_feed(dbt_project, "2.jsonl", [document("b", "More text.")])
+    holder = duckdb.connect(str(dbt_project.db))
+    try:
+        started = time.monotonic()
+        blocked = dbt_project.build(check=False)
+        elapsed = time.monotonic() - started
+    finally:
+        holder.close()
+    assert blocked.returncode != 0
+    assert "another process already has" in blocked.output
+    assert elapsed < 60
+    assert dbt_project.checksum() == before
+
+
+NASTY_QUERIES = [
+    'it\'s a "quoted" question; drop table retrieval_store; --',
+    "back\\slash \\' and ''doubled'' quotes",
+    "Grüße aus München — 東京の天気？ 🌧️",
+]
+
+
+@pytest.mark.parametrize("question", NASTY_QUERIES)
+def test_query_text_is_text_in_macros_and_cli(dbt_project, question):
+    dbt_project.vars = dict(FAKE)
+    write_feed(dbt_project, "1.jsonl", [document("a", "Text about weather.")])
+    dbt_project.build()
+    operation = dbt_project.dbt(
+        "run-operation",
+        "search",
+        "--args",
+        json.dumps({"query": question, "k": 1}, ensure_ascii=False),
+    )
+    assert "a  [-]" in operation.output
+    cli = subprocess.run(
+        [
+            *(str(BIN / "rag-store"), "search", question, "--json"),
+            *("--db", str(dbt_project.db), "--model", FAKE["embedding_model"]),
+        ],
+        cwd=REPO,
+        env=dbt_project.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout)["question"] == question
+    assert dbt_project.query("select count(*) from retrieval_store") == [(1,)]

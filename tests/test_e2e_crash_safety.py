@@ -1,0 +1,136 @@
+"""SIGKILL a real `dbt build` at chosen points; the next build must complete and give the
+same retrieval_store as a build that was never interrupted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import numpy as np
+import pytest
+from conftest import BIN, REPO, DbtProject, document, long_body, write_feed
+
+pytestmark = pytest.mark.e2e
+
+SAMPLE = REPO / "data" / "sample_feed" / "2026-10-01_initial.jsonl"
+
+
+def start_build(project: DbtProject) -> subprocess.Popen:
+    feed_vars = {"document_feed": f"{project.feed_dir}/*.jsonl", **project.vars}
+    command = [
+        str(BIN / "dbt"),
+        "build",
+        "--project-dir",
+        str(REPO),
+        "--target-path",
+        str(project.root / "target"),
+        "--log-path",
+        str(project.root / "logs"),
+        "--vars",
+        json.dumps(feed_vars),
+    ]
+    return subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=project.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def kill_when(process: subprocess.Popen, marker: str, timeout: float = 600) -> str:
+    """SIGKILL `process` as soon as a line containing `marker` appears; return the output."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    for line in process.stdout:
+        seen.append(line)
+        if marker in line:
+            process.kill()
+            break
+        assert time.monotonic() < deadline, "marker never appeared"
+    process.wait()
+    assert process.returncode != 0, f"the build finished before {marker!r}:\n{''.join(seen)}"
+    return "".join(seen)
+
+
+def store_rows(project: DbtProject):
+    rows = project.query(
+        "select * exclude (embedded_at, embedding), embedding::float[] "
+        "from retrieval_store order by chunk_id"
+    )
+    return [row[:-1] for row in rows], np.array([row[-1] for row in rows], dtype=np.float32)
+
+
+def assert_same_store(project: DbtProject, reference: DbtProject) -> None:
+    rows, vectors = store_rows(project)
+    expected_rows, expected_vectors = store_rows(reference)
+    assert rows == expected_rows
+    # Vectors computed in different batches may differ in the last float bits.
+    np.testing.assert_allclose(vectors, expected_vectors, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def sample_subset(tmp_path_factory):
+    """The first 15 documents of the sample corpus (about 150 chunks) as a feed file."""
+    path = tmp_path_factory.mktemp("subset") / "subset.jsonl"
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()[:15]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_kill_mid_embedding_then_rebuild_reuses_vectors(tmp_path, sample_subset):
+    clean = DbtProject(tmp_path / "clean")
+    clean.deliver(sample_subset)
+    clean_build = clean.build()
+
+    crashed = DbtProject(tmp_path / "crashed")
+    crashed.deliver(sample_subset)
+    output = kill_when(start_build(crashed), "vectors saved")
+    saved, total = output.split("checkpoint ")[-1].split(" ")[0].split("/")
+    assert 0 < int(saved) < int(total)
+
+    rebuilt = crashed.build()
+    reused = int(rebuilt.output.split("reusing ")[1].split(" ")[0])
+    assert reused >= int(saved)
+    assert rebuilt.embedded == clean_build.embedded - reused
+    assert_same_store(crashed, clean)
+    in_flight = crashed.query(
+        "select count(*) from information_schema.tables "
+        "where table_name = 'chunk_embeddings__in_flight'"
+    )
+    assert in_flight == [(0,)]
+
+
+@pytest.mark.parametrize(
+    "marker",
+    [
+        "START sql incremental model main.int_documents__latest",
+        "START sql incremental model main.int_document_chunks",
+        "START python incremental model main.chunk_embeddings",
+        "START sql table model main.retrieval_store",
+        "OK created sql table model main.retrieval_store",
+    ],
+)
+def test_kill_during_any_step_leaves_a_store_the_next_build_repairs(tmp_path, marker):
+    fake = {"embedding_model": "hash:all-MiniLM-L6-v2"}
+    batches = [
+        [document("a", long_body(4)), document("b", long_body(2)), document("c", "Short.")],
+        [
+            document("a", long_body(5, "Edited."), updated_at="2026-06-01T00:00:00Z"),
+            document("c", "", is_deleted=True, updated_at="2026-06-01T00:00:00Z"),
+            document("d", long_body(3), updated_at="2026-06-01T00:00:00Z"),
+        ],
+    ]
+    clean = DbtProject(tmp_path / "clean", dict(fake))
+    crashed = DbtProject(tmp_path / "crashed", dict(fake))
+    for project in (clean, crashed):
+        write_feed(project, "1.jsonl", batches[0])
+        project.build()
+        write_feed(project, "2.jsonl", batches[1])
+    clean.build()
+
+    kill_when(start_build(crashed), marker)
+    crashed.build()
+    assert_same_store(crashed, clean)
