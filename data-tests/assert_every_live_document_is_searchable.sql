@@ -1,16 +1,13 @@
--- Fails for each live document with no chunk in retrieval_store.
+-- Fails when a live document has no chunk in retrieval_store, or only some of its chunks.
 with
 
-live_documents as (
-    select doc_id from {{ ref('int_documents__latest') }}
-    where not is_deleted
-),
-
-stored_documents as (
-    select distinct doc_id from {{ ref('retrieval_store') }}
+health as (
+    select * from {{ ref('pipeline_health_current') }}
 )
 
-select live_documents.doc_id
-from live_documents
-left join stored_documents on live_documents.doc_id = stored_documents.doc_id
-where stored_documents.doc_id is null
+select
+    build_id,
+    live_documents,
+    covered_documents
+from health
+where covered_documents < live_documents

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 
@@ -44,6 +45,39 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rag_store import alerts
+    from rag_store.search import default_db_path
+
+    project_dir = Path(args.project_dir).resolve()
+    db_path = Path(args.db or default_db_path())
+    if not db_path.is_absolute():
+        db_path = project_dir / db_path
+    report = alerts.collect(project_dir, db_path, args.vars)
+    webhook = os.environ.get("RAG_STORE_ALERT_WEBHOOK")
+    if webhook:
+        failure = alerts.post_webhook(webhook, report)
+        report.notes.append(
+            "webhook: delivered" if failure is None else f"webhook: NOT delivered ({failure})"
+        )
+    history = Path(args.history or os.environ.get("RAG_STORE_ALERT_HISTORY", ""))
+    if not str(history) or str(history) == ".":
+        history = db_path.parent / "alert_history.jsonl"
+    alerts.append_history(history, report)
+    if args.format == "json":
+        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        for check in report.problems:
+            print(alerts.describe(check))
+        if not report.problems:
+            print(f"OK     all {len(report.checks)} checks passed")
+        for note in report.notes:
+            print(note, file=sys.stderr)
+    return alerts.EXIT_CODES[report.status]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rag-store", description="Keep a RAG retrieval store in sync with your documents."
@@ -60,6 +94,21 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--where", help="SQL predicate over retrieval_store columns")
     search.add_argument("--json", action="store_true", help="print JSON instead of text")
     search.set_defaults(handler=cmd_search)
+
+    alert = commands.add_parser(
+        "alerts",
+        help="run feed freshness and the alert tests; exit 0 ok, 1 warn, 2 error",
+    )
+    alert.add_argument("--format", choices=["text", "json"], default="text")
+    alert.add_argument("--project-dir", default=".", help="the dbt project (default: .)")
+    alert.add_argument("--db", help="DuckDB file (default $RAG_STORE_DB or warehouse/...)")
+    alert.add_argument("--vars", help="dbt --vars for the checks, as for dbt build")
+    alert.add_argument(
+        "--history",
+        help="JSON-lines file every run is appended to "
+        "(default $RAG_STORE_ALERT_HISTORY or alert_history.jsonl beside the database)",
+    )
+    alert.set_defaults(handler=cmd_alerts)
     return parser
 
 

@@ -1,0 +1,225 @@
+"""`rag-store alerts`: source freshness plus the `alert` tests, read from dbt's artifacts.
+
+Exit codes alone lie (`dbt source freshness` exits 0 on warn), so every verdict comes from
+target/sources.json and target/run_results.json; observed values come from the failing rows
+dbt stores for each alert test (`--store-failures`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+OK, WARN, ERROR = "ok", "warn", "error"
+EXIT_CODES = {OK: 0, WARN: 1, ERROR: 2}
+_RANK = {OK: 0, WARN: 1, ERROR: 2}
+_TEST_STATUS = {"pass": OK, "warn": WARN, "fail": ERROR, "error": ERROR}
+_FRESHNESS_STATUS = {"pass": OK, "warn": WARN, "error": ERROR, "runtime error": ERROR}
+
+
+@dataclass
+class Check:
+    check: str
+    status: str
+    observed: float | str | None = None
+    threshold: str | None = None
+    message: str = ""
+
+
+@dataclass
+class AlertReport:
+    checked_at: str
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return max((c.status for c in self.checks), key=_RANK.get, default=OK)
+
+    @property
+    def problems(self) -> list[Check]:
+        return [c for c in self.checks if c.status != OK]
+
+    def as_dict(self) -> dict:
+        return {
+            "status": self.status,
+            "checked_at": self.checked_at,
+            "problems": [asdict(c) for c in self.problems],
+            "checks": [asdict(c) for c in self.checks],
+            "notes": self.notes,
+        }
+
+
+def describe(check: Check) -> str:
+    observed = "-" if check.observed is None else _format_number(check.observed)
+    threshold = check.threshold or "-"
+    line = f"{check.status.upper():<5}  {check.check}  observed={observed}  threshold={threshold}"
+    return f"{line}  ({check.message})" if check.message else line
+
+
+def _format_number(value) -> str:
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    return str(value)
+
+
+def freshness_checks(sources_json: Path) -> list[Check]:
+    data = json.loads(sources_json.read_text(encoding="utf-8"))
+    checks = []
+    for result in data.get("results", []):
+        name = result["unique_id"].split(".", 2)[-1]
+        status = _FRESHNESS_STATUS.get(result.get("status", ""), ERROR)
+        criteria = result.get("criteria") or {}
+        age = result.get("max_loaded_at_time_ago_in_s")
+        limits = [
+            f"{level} after {spec['count']} {spec['period']}"
+            for level in ("warn", "error")
+            if (spec := criteria.get(f"{level}_after") or {}).get("count") is not None
+        ]
+        message = result.get("error") or (
+            f"newest _loaded_at {result['max_loaded_at']}" if result.get("max_loaded_at") else ""
+        )
+        checks.append(
+            Check(
+                check=f"freshness:{name}",
+                status=status,
+                observed=round(age / 3600, 2) if age is not None else None,
+                threshold=", ".join(limits) + " (hours since newest _loaded_at)",
+                message=message,
+            )
+        )
+    return checks
+
+
+def test_checks(run_results_json: Path, db_path: Path | None) -> list[Check]:
+    data = json.loads(run_results_json.read_text(encoding="utf-8"))
+    checks = []
+    for result in data.get("results", []):
+        name = result["unique_id"].split(".")[2]
+        status = _TEST_STATUS.get(result.get("status", ""), ERROR)
+        check = Check(check=name, status=status)
+        if status != OK:
+            check.observed = result.get("failures")
+            check.message = result.get("message") or ""
+            detail = _stored_failure(db_path, result.get("relation_name"))
+            if detail:
+                check.message = ""
+                check.observed = detail.get("observed_value", check.observed)
+                if "threshold" in detail:
+                    check.threshold = f"{detail.get('comparison', '')}{detail['threshold']:g}"
+                check.check = detail.get("check_name", name)
+        checks.append(check)
+    return checks
+
+
+def _stored_failure(db_path: Path | None, relation: str | None) -> dict | None:
+    """The worst failing row dbt stored for a test, if it has observed/threshold columns."""
+    if not db_path or not relation or not db_path.exists():
+        return None
+    try:
+        with duckdb.connect(str(db_path), read_only=True) as conn:
+            cursor = conn.execute(f"select * from {relation}")
+            columns = [c[0] for c in cursor.description]
+            rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    except duckdb.Error:
+        return None
+    rows = [r for r in rows if "observed_value" in r]
+    if not rows:
+        return None
+    return max(rows, key=lambda r: 1 if r.get("severity_level") == "error" else 0)
+
+
+def run_dbt(
+    arguments: list[str], project_dir: Path, target_path: Path
+) -> subprocess.CompletedProcess:
+    dbt = Path(sys.executable).parent / "dbt"
+    command = [
+        str(dbt if dbt.exists() else "dbt"),
+        *arguments,
+        "--project-dir",
+        str(project_dir),
+        "--target-path",
+        str(target_path),
+    ]
+    env = dict(os.environ)
+    env.setdefault("DBT_PROFILES_DIR", str(project_dir))
+    return subprocess.run(command, cwd=project_dir, env=env, capture_output=True, text=True)
+
+
+def collect(project_dir: Path, db_path: Path, dbt_vars: str | None) -> AlertReport:
+    """Run freshness and the alert tests; build the report from dbt's JSON artifacts."""
+    report = AlertReport(checked_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    target = project_dir / "target" / "alerts"
+    extra = ["--vars", dbt_vars] if dbt_vars else []
+    freshness = run_dbt(
+        ["source", "freshness", "--select", "source:docs", *extra], project_dir, target
+    )
+    sources_json = target / "sources.json"
+    if sources_json.exists():
+        report.checks.extend(freshness_checks(sources_json))
+        sources_json.unlink()
+    else:
+        report.checks.append(
+            Check("freshness", ERROR, message=_last_lines(freshness, "dbt source freshness"))
+        )
+    tests = run_dbt(
+        ["test", "--select", "tag:alert", "--store-failures", *extra], project_dir, target
+    )
+    run_results = target / "run_results.json"
+    if run_results.exists():
+        checks = test_checks(run_results, db_path)
+        report.checks.extend(checks)
+        run_results.unlink()
+        if not checks:
+            report.checks.append(Check("alert tests", ERROR, message="no alert test ran"))
+    else:
+        report.checks.append(Check("alert tests", ERROR, message=_last_lines(tests, "dbt test")))
+    return report
+
+
+def _last_lines(completed: subprocess.CompletedProcess, what: str) -> str:
+    text = (completed.stdout + completed.stderr).strip().splitlines()
+    return f"{what} could not run: " + " | ".join(line.strip() for line in text[-3:])
+
+
+def slack_text(report: AlertReport) -> str:
+    if not report.problems:
+        return f"rag-store: all {len(report.checks)} checks ok"
+    lines = [f"rag-store: {report.status.upper()} ({len(report.problems)} problem(s))"]
+    lines += [f"• {describe(check)}" for check in report.problems]
+    return "\n".join(lines)
+
+
+def post_webhook(url: str, report: AlertReport, timeout: float = 10.0) -> str | None:
+    """POST the report; return None on success or a short description of the failure."""
+    payload = {"text": slack_text(report), **report.as_dict()}
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload).encode("utf-8"),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            if response.status >= 300:
+                return f"HTTP {response.status}"
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        return str(getattr(exc, "reason", exc))
+    return None
+
+
+def append_history(path: Path, report: AlertReport) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(report.as_dict(), ensure_ascii=False) + "\n")
