@@ -22,18 +22,27 @@ def print_hits(question: str, hits, out=sys.stdout) -> None:
         print("  (no results)", file=out)
     for hit in hits:
         heading = hit.heading_path or "-"
-        print(f"{hit.rank:>3}. {hit.score:.3f}  {hit.doc_id}  [{heading}]", file=out)
+        print(f"{hit.rank:>3}. {hit.score:.4f}  {hit.doc_id}  [{heading}]", file=out)
         print(f"      {hit.title}", file=out)
         print(f"      {_snippet(hit.chunk_text, 200)}", file=out)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     from rag_store.embedder_info import ModelNotFoundError
-    from rag_store.search import SearchError, default_db_path, search_text
+    from rag_store.search import Filters, SearchError, default_search_path, search_text
 
-    db = args.db or default_db_path()
+    db = args.db or default_search_path()
+    filters = Filters(
+        doc_id_like=args.doc_id or "%",
+        title_like=args.title or "%",
+        source_uri_like=args.source_uri or "%",
+        updated_after=args.updated_after or "-infinity",
+        updated_before=args.updated_before or "infinity",
+    )
     try:
-        hits = search_text(db, args.question, k=args.k, model_ref=args.model, where=args.where)
+        hits = search_text(
+            db, args.question, k=args.k, model_ref=args.model, mode=args.mode, filters=filters
+        )
     except (SearchError, ModelNotFoundError) as exc:
         print(f"rag-store search: {exc}", file=sys.stderr)
         return 2
@@ -87,11 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
     search = commands.add_parser("search", help="print the top-k chunks for a question")
     search.add_argument("question", help="question text")
     search.add_argument("--k", type=int, default=5, help="number of hits (default 5)")
-    search.add_argument("--db", help="DuckDB file (default $RAG_STORE_DB or warehouse/...)")
+    search.add_argument("--mode", choices=["vector", "keyword", "hybrid"], default="vector")
+    search.add_argument(
+        "--db",
+        help="store to search (default: the published snapshot beside $RAG_STORE_DB, "
+        "else the database itself)",
+    )
     search.add_argument(
         "--model", default=DEFAULT_MODEL, help=f"embedder of the store (default {DEFAULT_MODEL})"
     )
-    search.add_argument("--where", help="SQL predicate over retrieval_store columns")
+    search.add_argument("--doc-id", help="only doc_ids LIKE this pattern, e.g. 'api/%%'")
+    search.add_argument("--title", help="only titles LIKE this pattern")
+    search.add_argument("--source-uri", help="only source_uris LIKE this pattern")
+    search.add_argument("--updated-after", help="only documents updated at/after (ISO time)")
+    search.add_argument("--updated-before", help="only documents updated at/before (ISO time)")
     search.add_argument("--json", action="store_true", help="print JSON instead of text")
     search.set_defaults(handler=cmd_search)
 

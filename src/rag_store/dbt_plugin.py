@@ -82,6 +82,21 @@ def rag_embed(text, model_ref):
     return embed_query(text, model_ref).tolist()
 
 
+def rag_publish_snapshot(export_dir, snapshot_path, parquet_path):
+    from rag_store.snapshot import publish_snapshot
+
+    return publish_snapshot(export_dir, snapshot_path, parquet_path)
+
+
+def rag_prepare_export(export_dir):
+    from rag_store.snapshot import prepare_export
+
+    return prepare_export(export_dir)
+
+
+_SIDE_EFFECTS = {"rag_prepare_export", "rag_publish_snapshot"}
+
+
 def register_udfs(conn: duckdb.DuckDBPyConnection) -> None:
     """Register every rag-store UDF on `conn` (also used by tests and the CLI)."""
     functions: list[tuple[str, Any, list[str], Any]] = [
@@ -112,6 +127,13 @@ def register_udfs(conn: duckdb.DuckDBPyConnection) -> None:
         ),
         ("rag_count_tokens", rag_count_tokens, ["VARCHAR", "VARCHAR"], "INTEGER"),
         ("rag_embed", rag_embed, ["VARCHAR", "VARCHAR"], "FLOAT[]"),
+        ("rag_prepare_export", rag_prepare_export, ["VARCHAR"], "VARCHAR"),
+        (
+            "rag_publish_snapshot",
+            rag_publish_snapshot,
+            ["VARCHAR", "VARCHAR", "VARCHAR"],
+            "VARCHAR",
+        ),
     ]
     existing = {
         row[0]
@@ -122,7 +144,9 @@ def register_udfs(conn: duckdb.DuckDBPyConnection) -> None:
     for name, function, parameters, return_type in functions:
         if name in existing:
             conn.remove_function(name)
-        conn.create_function(name, function, parameters, return_type)
+        conn.create_function(
+            name, function, parameters, return_type, side_effects=name in _SIDE_EFFECTS
+        )
 
 
 def create_sql_macros(conn: duckdb.DuckDBPyConnection) -> None:

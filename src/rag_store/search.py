@@ -1,16 +1,23 @@
-"""Vector search over a retrieval_store from Python, with no dbt involved."""
+"""Search a retrieval store from Python, with no dbt involved.
+
+By default the published read-only snapshot is searched (it has the BM25 index and the
+search table macros, and never blocks or is blocked by a running build); the main database
+file works too, for vector search only.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import duckdb
 
 from rag_store.embedder_info import DEFAULT_MODEL, embedder_info
+from rag_store.snapshot import default_snapshot_path, load_extension
 
 DEFAULT_DB = "warehouse/rag_store.duckdb"
+MODES = ("vector", "keyword", "hybrid")
 
 
 class SearchError(RuntimeError):
@@ -32,8 +39,38 @@ class Hit:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Filters:
+    """Metadata filters; LIKE patterns and an inclusive updated_at range (ISO text)."""
+
+    doc_id_like: str = "%"
+    title_like: str = "%"
+    source_uri_like: str = "%"
+    updated_after: str = "-infinity"
+    updated_before: str = "infinity"
+
+    def params(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Query:
+    text: str
+    k: int = 10
+    mode: str = "vector"
+    model_ref: str = DEFAULT_MODEL
+    filters: Filters = field(default_factory=Filters)
+
+
 def default_db_path() -> str:
     return os.environ.get("RAG_STORE_DB", DEFAULT_DB)
+
+
+def default_search_path() -> Path:
+    """The snapshot if one has been published, else the main database file."""
+    database = Path(default_db_path())
+    snapshot = default_snapshot_path(database)
+    return snapshot if snapshot.exists() else database
 
 
 def open_store(db_path: str | os.PathLike) -> duckdb.DuckDBPyConnection:
@@ -45,8 +82,15 @@ def open_store(db_path: str | os.PathLike) -> duckdb.DuckDBPyConnection:
     except duckdb.IOException as exc:
         raise SearchError(
             f"cannot open {path} read-only: {exc}. A running `dbt build` holds the file; "
-            "retry when it finishes."
+            "search the published snapshot instead (the default)."
         ) from exc
+
+
+def is_snapshot(conn: duckdb.DuckDBPyConnection) -> bool:
+    found = conn.execute(
+        "select count(*) from duckdb_tables() where table_name = 'store_info'"
+    ).fetchone()
+    return bool(found[0])
 
 
 def store_model_ids(conn: duckdb.DuckDBPyConnection) -> list[str]:
@@ -74,31 +118,87 @@ def check_model(conn: duckdb.DuckDBPyConnection, model_ref: str) -> str:
     return wanted
 
 
+_COLUMNS = "score, chunk_id, doc_id, title, heading_path, chunk_text, source_uri"
+_FILTER_ARGS = (
+    "doc_id_like := $doc_id_like, title_like := $title_like, "
+    "source_uri_like := $source_uri_like, updated_after := $updated_after, "
+    "updated_before := $updated_before"
+)
+
+
+def _hits(rows) -> list[Hit]:
+    return [Hit(rank, float(row[0]), *row[1:]) for rank, row in enumerate(rows, start=1)]
+
+
 def vector_search(
     conn: duckdb.DuckDBPyConnection,
     query_vector,
     k: int = 10,
-    where: str | None = None,
+    filters: Filters | None = None,
 ) -> list[Hit]:
-    """Top-k by cosine similarity, ties broken by chunk_id. `where` is trusted SQL."""
-    if k < 1:
-        raise SearchError(f"k must be a positive integer, got {k}")
+    """Top-k by cosine similarity on any store file (snapshot or main database)."""
     vector = [float(x) for x in query_vector]
-    predicate = f"where {where}" if where else ""
+    params = {"query_vector": vector, "k": k, **(filters or Filters()).params()}
     sql = f"""
         select
             array_cosine_similarity(embedding, $query_vector::float[{len(vector)}]) as score,
             chunk_id, doc_id, title, heading_path, chunk_text, source_uri
         from retrieval_store
-        {predicate}
+        where
+            coalesce(doc_id like $doc_id_like, false)
+            and coalesce(title like $title_like, $title_like = '%')
+            and coalesce(source_uri like $source_uri_like, $source_uri_like = '%')
+            and doc_updated_at between $updated_after::timestamp and $updated_before::timestamp
         order by score desc, chunk_id asc
         limit $k
     """
+    return _run(conn, sql, params)
+
+
+def _run(conn, sql: str, params: dict) -> list[Hit]:
     try:
-        rows = conn.execute(sql, {"query_vector": vector, "k": k}).fetchall()
+        return _hits(conn.execute(sql, params).fetchall())
     except duckdb.Error as exc:
         raise SearchError(f"search failed: {exc}") from exc
-    return [Hit(rank, float(row[0]), *row[1:]) for rank, row in enumerate(rows, start=1)]
+
+
+def search(conn: duckdb.DuckDBPyConnection, query: Query) -> list[Hit]:
+    if not query.text or not query.text.strip():
+        raise SearchError("the question is empty")
+    if query.k < 1:
+        raise SearchError(f"k must be a positive integer, got {query.k}")
+    if query.mode not in MODES:
+        raise SearchError(f"mode must be one of {', '.join(MODES)}, got {query.mode!r}")
+    snapshot = is_snapshot(conn)
+    if query.mode != "vector" and not snapshot:
+        raise SearchError(
+            f"{query.mode} search needs the published snapshot (it holds the BM25 index); "
+            "pass --db with the *_snapshot.duckdb file"
+        )
+    params = {"query_text": query.text, "k": query.k, **query.filters.params()}
+    if query.mode == "keyword":
+        load_extension(conn, "fts")
+        sql = f"select {_COLUMNS} from search_keyword($query_text, k := $k, {_FILTER_ARGS})"
+        return _run(conn, sql, params)
+    model_id = check_model(conn, query.model_ref)
+    from rag_store.embedding import embed_query
+
+    vector = embed_query(query.text, query.model_ref).tolist()
+    if query.mode == "vector":
+        if not snapshot:
+            return vector_search(conn, vector, query.k, query.filters)
+        sql = (
+            f"select {_COLUMNS} from search_vector($query_vector, $model_id, k := $k, "
+            f"{_FILTER_ARGS})"
+        )
+    else:
+        load_extension(conn, "fts")
+        sql = (
+            f"select {_COLUMNS} from search_hybrid($query_text, $query_vector, $model_id, "
+            f"k := $k, {_FILTER_ARGS})"
+        )
+    params.update(query_vector=vector, model_id=model_id)
+    return _run(conn, sql, params)
 
 
 def search_text(
@@ -106,12 +206,8 @@ def search_text(
     question: str,
     k: int = 10,
     model_ref: str = DEFAULT_MODEL,
-    where: str | None = None,
+    mode: str = "vector",
+    filters: Filters | None = None,
 ) -> list[Hit]:
-    if not question or not question.strip():
-        raise SearchError("the question is empty")
     with open_store(db_path) as conn:
-        check_model(conn, model_ref)
-        from rag_store.embedding import embed_query
-
-        return vector_search(conn, embed_query(question, model_ref), k, where)
+        return search(conn, Query(question, k, mode, model_ref, filters or Filters()))

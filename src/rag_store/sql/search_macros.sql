@@ -1,0 +1,145 @@
+-- Search table macros installed in the published snapshot. $dimension is replaced with the
+-- store's vector dimension when the snapshot is written. All results are ordered by score,
+-- then chunk_id, so ties are deterministic. Filters: doc_id / title / source_uri LIKE
+-- patterns and an updated_at range.
+
+create or replace macro store_filter(
+    doc_id, title, source_uri, doc_updated_at,
+    doc_id_like, title_like, source_uri_like, updated_after, updated_before
+) as
+coalesce(doc_id like doc_id_like, false)
+and coalesce(title like title_like, title_like = '%')
+and coalesce(source_uri like source_uri_like, source_uri_like = '%')
+and doc_updated_at >= updated_after::timestamp
+and doc_updated_at <= updated_before::timestamp;
+
+-- Refuses a query vector whose model is not the store's: vectors of different models are
+-- not comparable, and a silent mismatch returns confident nonsense.
+create or replace macro checked_query_vector(query_vector, query_model_id) as
+case
+    when query_model_id = (select store_info.model_id from store_info)
+        then query_vector::float[$dimension]
+    else error(
+        'query vector is from model ' || coalesce(query_model_id, 'NULL')
+        || ' but this store holds vectors of '
+        || (select store_info.model_id from store_info)
+    )
+end;
+
+create or replace macro search_vector(
+    query_vector, query_model_id, k := 10,
+    doc_id_like := '%', title_like := '%', source_uri_like := '%',
+    updated_after := '-infinity', updated_before := 'infinity'
+) as table
+select
+    store.chunk_id,
+    store.doc_id,
+    store.title,
+    store.heading_path,
+    store.chunk_text,
+    store.source_uri,
+    store.doc_updated_at,
+    array_cosine_similarity(
+        store.embedding, checked_query_vector(query_vector, query_model_id)
+    ) as score
+from retrieval_store as store
+where store_filter(
+    store.doc_id, store.title, store.source_uri, store.doc_updated_at,
+    doc_id_like, title_like, source_uri_like, updated_after, updated_before
+)
+order by score desc, store.chunk_id asc
+limit k;
+
+create or replace macro similar_chunks(
+    to_chunk_id, k := 10,
+    doc_id_like := '%', title_like := '%', source_uri_like := '%',
+    updated_after := '-infinity', updated_before := 'infinity'
+) as table
+select
+    store.chunk_id,
+    store.doc_id,
+    store.title,
+    store.heading_path,
+    store.chunk_text,
+    store.source_uri,
+    store.doc_updated_at,
+    array_cosine_similarity(store.embedding, origin.embedding) as score
+from retrieval_store as store
+inner join retrieval_store as origin on origin.chunk_id = to_chunk_id
+where
+    store.chunk_id != to_chunk_id
+    and store_filter(
+        store.doc_id, store.title, store.source_uri, store.doc_updated_at,
+        doc_id_like, title_like, source_uri_like, updated_after, updated_before
+    )
+order by score desc, store.chunk_id asc
+limit k;
+
+create or replace macro search_keyword(
+    query_text, k := 10,
+    doc_id_like := '%', title_like := '%', source_uri_like := '%',
+    updated_after := '-infinity', updated_before := 'infinity'
+) as table
+with scored as (
+    select
+        store.chunk_id,
+        store.doc_id,
+        store.title,
+        store.heading_path,
+        store.chunk_text,
+        store.source_uri,
+        store.doc_updated_at,
+        fts_main_retrieval_store.match_bm25(store.chunk_id, query_text) as score
+    from retrieval_store as store
+    where store_filter(
+        store.doc_id, store.title, store.source_uri, store.doc_updated_at,
+        doc_id_like, title_like, source_uri_like, updated_after, updated_before
+    )
+)
+select * from scored
+where score is not null
+order by score desc, chunk_id asc
+limit k;
+
+-- Reciprocal-rank fusion of the keyword and vector rankings (top `depth` of each):
+-- score = sum over rankings of 1 / (rrf_k + rank).
+create or replace macro search_hybrid(
+    query_text, query_vector, query_model_id, k := 10, depth := 50, rrf_k := 60,
+    doc_id_like := '%', title_like := '%', source_uri_like := '%',
+    updated_after := '-infinity', updated_before := 'infinity'
+) as table
+with
+keyword as (
+    select chunk_id, row_number() over (order by score desc, chunk_id) as rank
+    from search_keyword(
+        query_text, k := depth, doc_id_like := doc_id_like, title_like := title_like,
+        source_uri_like := source_uri_like, updated_after := updated_after,
+        updated_before := updated_before
+    )
+),
+vector as (
+    select chunk_id, row_number() over (order by score desc, chunk_id) as rank
+    from search_vector(
+        query_vector, query_model_id, k := depth, doc_id_like := doc_id_like,
+        title_like := title_like, source_uri_like := source_uri_like,
+        updated_after := updated_after, updated_before := updated_before
+    )
+),
+fused as (
+    select chunk_id, sum(1.0::double / (rrf_k + rank)) as score
+    from (select * from keyword union all select * from vector)
+    group by chunk_id
+)
+select
+    store.chunk_id,
+    store.doc_id,
+    store.title,
+    store.heading_path,
+    store.chunk_text,
+    store.source_uri,
+    store.doc_updated_at,
+    fused.score
+from fused
+inner join retrieval_store as store on fused.chunk_id = store.chunk_id
+order by fused.score desc, store.chunk_id asc
+limit k;
