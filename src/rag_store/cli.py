@@ -87,6 +87,26 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return alerts.EXIT_CODES[report.status]
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rag_store.evaluation import run
+
+    try:
+        table = run(
+            args.collection,
+            Path(args.eval_dir).resolve(),
+            Path(args.project_dir).resolve(),
+            args.model,
+            Path(args.keep).resolve() if args.keep else None,
+        )
+    except (FileNotFoundError, RuntimeError) as exc:
+        print(f"rag-store eval: {exc}", file=sys.stderr)
+        return 2
+    print(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rag-store", description="Keep a RAG retrieval store in sync with your documents."
@@ -127,6 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
         "(default $RAG_STORE_ALERT_HISTORY or alert_history.jsonl beside the database)",
     )
     alert.set_defaults(handler=cmd_alerts)
+
+    evaluate = commands.add_parser(
+        "eval", help="build a store from a labeled collection and report nDCG@10 / recall@10"
+    )
+    evaluate.add_argument("--collection", required=True, help="e.g. scifact or cranfield")
+    evaluate.add_argument(
+        "--eval-dir", default="../shared/eval", help="folder of collections (read only)"
+    )
+    evaluate.add_argument("--project-dir", default=".", help="the dbt project (default: .)")
+    evaluate.add_argument("--model", default=DEFAULT_MODEL, help="embedder to evaluate")
+    evaluate.add_argument("--keep", help="keep the evaluation store in this directory")
+    evaluate.set_defaults(handler=cmd_eval)
     return parser
 
 
