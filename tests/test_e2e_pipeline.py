@@ -152,15 +152,22 @@ def test_cli_refuses_a_query_model_that_differs_from_the_store(built, tmp_path, 
     assert "not comparable" in completed.stderr
 
 
-def run_cli(project: DbtProject, *args: str) -> subprocess.CompletedProcess:
+def run_cli(project: DbtProject, *args: str, db=None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(BIN / "rag-store"), *args, "--db", str(project.db)],
+        [str(BIN / "rag-store"), *args, "--db", str(db or project.db)],
         cwd=REPO,
         env=project.env(),
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def search_cli(project: DbtProject, *args: str) -> subprocess.CompletedProcess:
+    """`rag-store search` against the project's published snapshot."""
+    from rag_store.snapshot import default_snapshot_path
+
+    return run_cli(project, *args, db=default_snapshot_path(project.db))
 
 
 def search_json(project: DbtProject, question: str, k: int = 5) -> list[dict]:

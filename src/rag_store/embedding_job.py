@@ -316,3 +316,49 @@ def _embed_batch(embed_texts, texts, batch, config):
         return
     for index, vector in zip(batch, vectors, strict=True):
         yield index, vector, None
+
+
+def embed_questions(
+    session: duckdb.DuckDBPyConnection,
+    questions: duckdb.DuckDBPyRelation,
+    documents: duckdb.DuckDBPyRelation,
+    existing_table: str | None,
+    config: EmbeddingJobConfig,
+) -> pa.Table:
+    """Vectors for seed questions whose expected document is live and that lack one."""
+    info = embedder_info(config.model_ref)
+    check_dimension(info, config.expected_dimension)
+    anti_join = (
+        f"""and not exists (
+            select 1 from {existing_table} as existing
+            where existing.query_text = questions.query_text and existing.model_id = $model_id
+        )"""
+        if existing_table
+        else ""
+    )
+    pending = session.execute(
+        f"""
+        select distinct questions.query_text
+        from ({questions.sql_query()}) as questions
+        inner join ({documents.sql_query()}) as documents
+            on questions.expected_doc_id = documents.doc_id and not documents.is_deleted
+        where true {anti_join}
+        order by questions.query_text
+        """,
+        {"model_id": info.model_id} if existing_table else {},
+    ).fetch_arrow_table()
+    texts = pending.column("query_text").to_pylist()
+    log(f"golden_query_embeddings: {len(texts)} question(s) to embed")
+    from rag_store.embedding import embed_texts
+
+    vectors = embed_texts(texts, config.model_ref, config.batch_size) if texts else None
+    flat = vectors.reshape(-1) if vectors is not None else np.zeros(0, dtype=np.float32)
+    return pa.table(
+        {
+            "query_text": pa.array(texts, pa.string()),
+            "model_id": pa.array([info.model_id] * len(texts), pa.string()),
+            "embedding": pa.FixedSizeListArray.from_arrays(
+                pa.array(flat, type=pa.float32()), info.dimension
+            ),
+        }
+    )

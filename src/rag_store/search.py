@@ -156,8 +156,9 @@ def vector_search(
 
 
 def _run(conn, sql: str, params: dict) -> list[Hit]:
+    used = {name: value for name, value in params.items() if f"${name}" in sql}
     try:
-        return _hits(conn.execute(sql, params).fetchall())
+        return _hits(conn.execute(sql, used).fetchall())
     except duckdb.Error as exc:
         raise SearchError(f"search failed: {exc}") from exc
 

@@ -1,0 +1,22 @@
+"""golden_query_embeddings: the golden questions (seed golden_queries), embedded once per
+(question text, model_id) so the recall test in every build needs no model.
+
+Only questions whose expected document is live in the store are embedded, so a store built
+from another corpus never loads the model for them.
+"""
+
+
+def model(dbt, session):
+    dbt.config(materialized="incremental", incremental_strategy="append", full_refresh=False)
+    from rag_store.embedding_job import EmbeddingJobConfig, embed_questions
+
+    settings = {
+        "embedding_model": dbt.config.get("embedding_model"),
+        "embedding_dimension": dbt.config.get("embedding_dimension"),
+        "embedding_batch_size": dbt.config.get("embedding_batch_size"),
+    }
+    config = EmbeddingJobConfig.from_dbt_config(settings.get)
+    questions = dbt.ref("golden_queries")
+    documents = dbt.ref("int_documents__latest")
+    existing = str(dbt.this) if dbt.is_incremental else None
+    return embed_questions(session, questions, documents, existing, config)

@@ -1,0 +1,88 @@
+"""The published snapshot: searchable while dbt writes the main file, swapped atomically,
+kept when a build fails; search modes from the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+from conftest import FIXTURES, DbtProject, document, write_feed
+from test_e2e_crash_safety import start_build
+from test_e2e_pipeline import search_cli
+
+from rag_store.embedding import HASH_FAILURE_MARKER
+from rag_store.snapshot import default_snapshot_path, load_extension
+
+pytestmark = pytest.mark.e2e
+
+
+def snapshot_of(project: DbtProject):
+    return default_snapshot_path(project.db)
+
+
+def test_snapshot_is_searchable_while_a_build_writes_the_main_file(dbt_project):
+    dbt_project.deliver(FIXTURES / "small_feed" / "batch_1.jsonl")
+    dbt_project.build()
+    write_feed(dbt_project, "2.jsonl", [document("new/doc", "Whales sing in cold oceans.")])
+
+    build = start_build(dbt_project)
+    for line in build.stdout:
+        if "START python incremental model main.chunk_embeddings" in line:
+            break
+    # The build holds the main file: even a read-only client is turned away...
+    with pytest.raises(duckdb.IOException, match="lock"):
+        duckdb.connect(str(dbt_project.db), read_only=True)
+    # ...while the snapshot answers, from a separate connection.
+    with duckdb.connect(str(snapshot_of(dbt_project)), read_only=True) as reader:
+        load_extension(reader, "fts")
+        hits = reader.execute("select doc_id from search_keyword('sourdough starter', k := 1)")
+        assert hits.fetchall() == [("kitchen/sourdough",)]
+    build.stdout.read()
+    assert build.wait() == 0
+
+    with duckdb.connect(str(snapshot_of(dbt_project)), read_only=True) as reader:
+        docs = reader.execute("select count(*) from documents").fetchone()
+        assert docs == (6,)
+
+
+@pytest.mark.parametrize(
+    ("mode", "question", "expected"),
+    [
+        ("vector", "how often should I oil my bicycle chain", "bikes/chain-care"),
+        ("keyword", "smoke alarm battery", "home/smoke-alarms"),
+        ("hybrid", "berth on a sleeper train", "travel/night-trains"),
+    ],
+)
+def test_cli_search_modes_on_the_snapshot(tmp_path_factory, mode, question, expected):
+    project = _shared_store(tmp_path_factory)
+    result = search_cli(project, "search", question, "--mode", mode, "--json", "--k", "3")
+    assert result.returncode == 0, result.stderr
+    hits = json.loads(result.stdout)["hits"]
+    assert hits[0]["doc_id"] == expected
+    assert hits == sorted(hits, key=lambda h: (-h["score"], h["chunk_id"]))
+
+
+_STORES: dict[str, DbtProject] = {}
+
+
+def _shared_store(tmp_path_factory) -> DbtProject:
+    if "small" not in _STORES:
+        project = DbtProject(tmp_path_factory.mktemp("snapshot-store"))
+        project.deliver(FIXTURES / "small_feed" / "batch_1.jsonl")
+        project.build()
+        _STORES["small"] = project
+    return _STORES["small"]
+
+
+def test_a_failed_build_keeps_the_previous_snapshot(dbt_project):
+    dbt_project.vars = {"embedding_model": "hash:all-MiniLM-L6-v2"}
+    write_feed(dbt_project, "1.jsonl", [document("a", "Alpha.")])
+    dbt_project.build()
+    snapshot = snapshot_of(dbt_project)
+    before = snapshot.read_bytes()
+    write_feed(dbt_project, "2.jsonl", [document("b", f"Poison {HASH_FAILURE_MARKER}.")])
+    failed = dbt_project.build(check=False)
+    assert failed.returncode != 0
+    assert "snapshot not published" in failed.output
+    assert snapshot.read_bytes() == before
