@@ -107,6 +107,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_extension(args: argparse.Namespace) -> int:
+    from rag_store.snapshot import extension_path
+
+    try:
+        print(extension_path(args.name))
+    except RuntimeError as exc:
+        print(f"rag-store extension: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rag-store", description="Keep a RAG retrieval store in sync with your documents."
@@ -159,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", default=DEFAULT_MODEL, help="embedder to evaluate")
     evaluate.add_argument("--keep", help="keep the evaluation store in this directory")
     evaluate.set_defaults(handler=cmd_eval)
+
+    extension = commands.add_parser(
+        "extension", help="print the path of a pip-installed DuckDB extension, for LOAD"
+    )
+    extension.add_argument("name", choices=["fts", "vss"])
+    extension.set_defaults(handler=cmd_extension)
     return parser
 
 
