@@ -47,7 +47,7 @@ document_scores as (
 ranked as (
     select
         *,
-        row_number() over (partition by query_id order by score desc, doc_id) as doc_rank
+        row_number() over (partition by query_id order by score desc, doc_id asc) as doc_rank
     from document_scores
 ),
 

@@ -83,9 +83,10 @@ class DbtProject:
         )
         return env
 
-    def dbt(self, *args: str, vars: dict | None = None, check: bool = True) -> DbtResult:
+    def command(self, *args: str, vars: dict | None = None) -> list[str]:
+        """The dbt command line for this project (its feed, database, target and logs)."""
         all_vars = {"document_feed": f"{self.feed_dir}/*.jsonl", **self.vars, **(vars or {})}
-        command = [
+        return [
             str(BIN / "dbt"),
             *args,
             "--project-dir",
@@ -97,6 +98,9 @@ class DbtProject:
             "--vars",
             json_dumps(all_vars),
         ]
+
+    def dbt(self, *args: str, vars: dict | None = None, check: bool = True) -> DbtResult:
+        command = self.command(*args, vars=vars)
         completed = subprocess.run(
             command, cwd=REPO, env=self.env(), capture_output=True, text=True, timeout=900
         )

@@ -3,13 +3,12 @@ same retrieval_store as a build that was never interrupted."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 
 import numpy as np
 import pytest
-from conftest import BIN, REPO, DbtProject, document, long_body, write_feed
+from conftest import REPO, DbtProject, document, long_body, write_feed
 
 pytestmark = pytest.mark.e2e
 
@@ -17,21 +16,8 @@ SAMPLE = REPO / "data" / "sample_feed" / "2026-10-01_initial.jsonl"
 
 
 def start_build(project: DbtProject) -> subprocess.Popen:
-    feed_vars = {"document_feed": f"{project.feed_dir}/*.jsonl", **project.vars}
-    command = [
-        str(BIN / "dbt"),
-        "build",
-        "--project-dir",
-        str(REPO),
-        "--target-path",
-        str(project.root / "target"),
-        "--log-path",
-        str(project.root / "logs"),
-        "--vars",
-        json.dumps(feed_vars),
-    ]
     return subprocess.Popen(
-        command,
+        project.command("build"),
         cwd=REPO,
         env=project.env(),
         stdout=subprocess.PIPE,

@@ -1,17 +1,28 @@
 -- Search table macros installed in the published snapshot. $dimension is replaced with the
 -- store's vector dimension when the snapshot is written. All results are ordered by score,
 -- then chunk_id, so ties are deterministic. Filters: doc_id / title / source_uri LIKE
--- patterns and an updated_at range.
+-- patterns and an inclusive updated_at range.
 
-create or replace macro store_filter(
-    doc_id, title, source_uri, doc_updated_at,
+-- The store's searchable columns, narrowed by the metadata filters every search accepts.
+create or replace macro filtered_store(
     doc_id_like, title_like, source_uri_like, updated_after, updated_before
-) as
-coalesce(doc_id like doc_id_like, false)
-and coalesce(title like title_like, title_like = '%')
-and coalesce(source_uri like source_uri_like, source_uri_like = '%')
-and doc_updated_at >= updated_after::timestamp
-and doc_updated_at <= updated_before::timestamp;
+) as table
+select
+    store.chunk_id,
+    store.doc_id,
+    store.title,
+    store.heading_path,
+    store.chunk_text,
+    store.source_uri,
+    store.doc_updated_at,
+    store.embedding
+from retrieval_store as store
+where
+    coalesce(store.doc_id like doc_id_like, false)
+    and coalesce(store.title like title_like, title_like = '%')
+    and coalesce(store.source_uri like source_uri_like, source_uri_like = '%')
+    and store.doc_updated_at >= updated_after::timestamp
+    and store.doc_updated_at <= updated_before::timestamp;
 
 -- Refuses a query vector whose model is not the store's: vectors of different models are
 -- not comparable, and a silent mismatch returns confident nonsense.
@@ -32,22 +43,14 @@ create or replace macro search_vector(
     updated_after := '-infinity', updated_before := 'infinity'
 ) as table
 select
-    store.chunk_id,
-    store.doc_id,
-    store.title,
-    store.heading_path,
-    store.chunk_text,
-    store.source_uri,
-    store.doc_updated_at,
+    candidates.* exclude (embedding),
     array_cosine_similarity(
-        store.embedding, checked_query_vector(query_vector, query_model_id)
+        candidates.embedding, checked_query_vector(query_vector, query_model_id)
     ) as score
-from retrieval_store as store
-where store_filter(
-    store.doc_id, store.title, store.source_uri, store.doc_updated_at,
+from filtered_store(
     doc_id_like, title_like, source_uri_like, updated_after, updated_before
-)
-order by score desc, store.chunk_id asc
+) as candidates
+order by score desc, candidates.chunk_id asc
 limit k;
 
 create or replace macro similar_chunks(
@@ -56,23 +59,14 @@ create or replace macro similar_chunks(
     updated_after := '-infinity', updated_before := 'infinity'
 ) as table
 select
-    store.chunk_id,
-    store.doc_id,
-    store.title,
-    store.heading_path,
-    store.chunk_text,
-    store.source_uri,
-    store.doc_updated_at,
-    array_cosine_similarity(store.embedding, origin.embedding) as score
-from retrieval_store as store
+    candidates.* exclude (embedding),
+    array_cosine_similarity(candidates.embedding, origin.embedding) as score
+from filtered_store(
+    doc_id_like, title_like, source_uri_like, updated_after, updated_before
+) as candidates
 inner join retrieval_store as origin on origin.chunk_id = to_chunk_id
-where
-    store.chunk_id != to_chunk_id
-    and store_filter(
-        store.doc_id, store.title, store.source_uri, store.doc_updated_at,
-        doc_id_like, title_like, source_uri_like, updated_after, updated_before
-    )
-order by score desc, store.chunk_id asc
+where candidates.chunk_id != to_chunk_id
+order by score desc, candidates.chunk_id asc
 limit k;
 
 create or replace macro search_keyword(
@@ -82,19 +76,11 @@ create or replace macro search_keyword(
 ) as table
 with scored as (
     select
-        store.chunk_id,
-        store.doc_id,
-        store.title,
-        store.heading_path,
-        store.chunk_text,
-        store.source_uri,
-        store.doc_updated_at,
-        fts_main_retrieval_store.match_bm25(store.chunk_id, query_text) as score
-    from retrieval_store as store
-    where store_filter(
-        store.doc_id, store.title, store.source_uri, store.doc_updated_at,
+        candidates.* exclude (embedding),
+        fts_main_retrieval_store.match_bm25(candidates.chunk_id, query_text) as score
+    from filtered_store(
         doc_id_like, title_like, source_uri_like, updated_after, updated_before
-    )
+    ) as candidates
 )
 select * from scored
 where score is not null
@@ -131,15 +117,10 @@ fused as (
     group by chunk_id
 )
 select
-    store.chunk_id,
-    store.doc_id,
-    store.title,
-    store.heading_path,
-    store.chunk_text,
-    store.source_uri,
-    store.doc_updated_at,
+    store.* exclude (embedding),
     fused.score
 from fused
-inner join retrieval_store as store on fused.chunk_id = store.chunk_id
+inner join filtered_store('%', '%', '%', '-infinity', 'infinity') as store
+    on fused.chunk_id = store.chunk_id
 order by fused.score desc, store.chunk_id asc
 limit k;
