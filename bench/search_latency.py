@@ -73,6 +73,7 @@ class Timing:
     mean_ms: float
     queries: int
     bind: str
+    storage: str = "default"
     agreement: float | None = None
 
 
@@ -154,8 +155,15 @@ def arrow_batch(start: int, vectors: np.ndarray) -> pa.Table:
     )
 
 
-def table_name(size: int, distribution: str) -> str:
-    return f"store_{distribution}_{size}"
+def table_name(size: int, distribution: str, storage: str = "default") -> str:
+    suffix = "" if storage == "default" else f"_{storage}"
+    return f"store_{distribution}_{size}{suffix}"
+
+
+# DuckDB compresses FLOAT columns of a file database (ALP / ALPRD; random or embedding-like
+# floats end up in ALPRD). "uncompressed" turns the float codecs off while the table is
+# written, so the two storage layouts can be compared.
+FLOAT_CODECS = "alp,alprd,chimp,patas"
 
 
 def fill_table(conn, name: str, source: VectorSource, size: int) -> None:
@@ -169,18 +177,34 @@ def fill_table(conn, name: str, source: VectorSource, size: int) -> None:
         conn.unregister("vector_batch")
 
 
-def ensure_table(conn, size: int, distribution: str, seed: int) -> tuple[str, float | None]:
+def ensure_table(
+    conn, size: int, distribution: str, seed: int, storage: str = "default"
+) -> tuple[str, float | None]:
     """The table for `size`, created if missing. Returns its name and the load time."""
-    name = table_name(size, distribution)
+    name = table_name(size, distribution, storage)
     exists = conn.execute(
         "select count(*) from duckdb_tables() where table_name = ?", [name]
     ).fetchone()[0]
     if exists and conn.execute(f"select count(*) from {name}").fetchone()[0] == size:
         return name, None
     started = time.perf_counter()
-    fill_table(conn, name, VectorSource(distribution, size, seed), size)
-    conn.execute("checkpoint")
+    if storage == "uncompressed":
+        conn.execute(f"set disabled_compression_methods = '{FLOAT_CODECS}'")
+    try:
+        fill_table(conn, name, VectorSource(distribution, size, seed), size)
+        conn.execute("checkpoint")
+    finally:
+        conn.execute("reset disabled_compression_methods")
     return name, time.perf_counter() - started
+
+
+def storage_summary(conn, name: str) -> str:
+    rows = conn.execute(
+        "select compression, count(*) from pragma_storage_info(?) "
+        "where column_name = 'embedding' group by all order by 2 desc",
+        [name],
+    ).fetchall()
+    return ", ".join(f"{codec} x{count}" for codec, count in rows)
 
 
 # --------------------------------------------------------------------------- timing
@@ -324,10 +348,13 @@ def print_markdown(report: Report) -> None:
         f"(+{s['warmup']} warm-up), top-{TOP_K}, data: {s['distribution']}, seed {s['seed']}\n"
     )
     if report.loads:
-        print("| N | table load s | DB file MB after load |")
-        print("|---:|---:|---:|")
+        print("| N | storage | table load s | file growth MB | embedding segments by codec |")
+        print("|---:|---|---:|---:|---|")
         for load in report.loads:
-            print(f"| {human(load['size'])} | {load['load_s']:.1f} | {load['db_mb']:.0f} |")
+            print(
+                f"| {human(load['size'])} | {load['storage']} | {load['load_s']:.1f} | "
+                f"{load['file_growth_mb']:.0f} | {load['embedding_segments']} |"
+            )
         print()
     if report.binding:
         print("| query vector bound as | `select $q::FLOAT[384]` p50 ms | p95 ms |")
@@ -336,13 +363,15 @@ def print_markdown(report: Report) -> None:
             print(f"| {b['bind']} | {b['p50_ms']:.2f} | {b['p95_ms']:.2f} |")
         print()
     print(
-        "| N | expression | vector bound as | p50 ms | p95 ms | mean ms | same top-10 as cosine |"
+        "| N | storage | expression | vector bound as | p50 ms | p95 ms | mean ms | "
+        "same top-10 as cosine |"
     )
-    print("|---:|---|---|---:|---:|---:|---:|")
+    print("|---:|---|---|---|---:|---:|---:|---:|")
     for t in report.exact:
         agreement = "—" if t.agreement is None else f"{t.agreement:.3f}"
         print(
-            f"| {human(t.size)} | {t.method} | {t.bind} | {t.p50_ms:.1f} | {t.p95_ms:.1f} | "
+            f"| {human(t.size)} | {t.storage} | {t.method} | {t.bind} | {t.p50_ms:.1f} | "
+            f"{t.p95_ms:.1f} | "
             f"{t.mean_ms:.1f} | {agreement} |"
         )
     if report.hnsw:
@@ -379,6 +408,13 @@ def parse_args(argv=None):
     parser.add_argument("--methods", type=word_list, default=list(METHODS), help=",".join(METHODS))
     parser.add_argument("--distribution", choices=["uniform", "clustered"], default="uniform")
     parser.add_argument(
+        "--storage",
+        type=word_list,
+        default=["default"],
+        help="default (DuckDB picks the float codec, ALPRD for these vectors) and/or "
+        "uncompressed (float codecs disabled while the table is written)",
+    )
+    parser.add_argument(
         "--bind",
         choices=["text", "list"],
         default="text",
@@ -404,6 +440,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.queries < 20:
         parser.error("--queries must be at least 20")
+    if set(args.storage) - {"default", "uncompressed"}:
+        parser.error("--storage takes default and/or uncompressed")
     unknown = set(args.methods) - set(METHODS)
     if unknown:
         parser.error(f"unknown methods {sorted(unknown)}; choose from {list(METHODS)}")
@@ -449,12 +487,22 @@ def run(args, db_path: Path) -> Report:
         "bind": args.bind,
     }
     report.binding = binding_cost(conn, args)
-    for size in args.sizes:
-        name, load_s = ensure_table(conn, size, args.distribution, args.seed)
+    for size, storage in [(n, kind) for n in args.sizes for kind in args.storage]:
+        before_mb = db_path.stat().st_size / 1e6 if db_path.exists() else 0.0
+        name, load_s = ensure_table(conn, size, args.distribution, args.seed, storage)
         if load_s is not None:
-            db_mb = db_path.stat().st_size / 1e6
-            report.loads.append({"size": size, "load_s": load_s, "db_mb": db_mb})
-            log(f"loaded {size} vectors into {name} in {load_s:.1f}s")
+            grew_mb = db_path.stat().st_size / 1e6 - before_mb
+            codecs = storage_summary(conn, name)
+            report.loads.append(
+                {
+                    "size": size,
+                    "storage": storage,
+                    "load_s": load_s,
+                    "file_growth_mb": grew_mb,
+                    "embedding_segments": codecs,
+                }
+            )
+            log(f"loaded {size} vectors into {name} in {load_s:.1f}s ({codecs})")
         source = VectorSource(args.distribution, size, args.seed)
         queries, warmup = source.queries(args.queries), source.queries(args.warmup)
         reference = None
@@ -469,9 +517,9 @@ def run(args, db_path: Path) -> Report:
             p50, p95, mean = summarise(times)
             agreement = None if ids is reference else overlap(ids, reference)
             report.exact.append(
-                Timing(size, method_name, p50, p95, mean, len(times), bind, agreement=agreement)
+                Timing(size, method_name, p50, p95, mean, len(times), bind, storage, agreement)
             )
-            log(f"N={size} {method_name} ({bind}): p50 {p50:.1f} ms, p95 {p95:.1f} ms")
+            log(f"N={size} {storage} {method_name} ({bind}): p50 {p50:.1f} ms, p95 {p95:.1f} ms")
     conn.close()
 
     for distribution in args.hnsw_distributions:

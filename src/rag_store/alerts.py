@@ -104,6 +104,8 @@ def test_checks(run_results_json: Path, db_path: Path | None) -> list[Check]:
     data = json.loads(run_results_json.read_text(encoding="utf-8"))
     checks = []
     for result in data.get("results", []):
+        if not result["unique_id"].startswith("test."):
+            continue  # project hooks are in run_results too
         name = result["unique_id"].split(".")[2]
         status = _TEST_STATUS.get(result.get("status", ""), ERROR)
         check = Check(check=name, status=status)
