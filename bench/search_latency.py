@@ -10,7 +10,10 @@ the same random query vectors are run through several exact (full scan) top-10 q
   l2             array_distance(...) asc            (same ranking for unit vectors)
 
 Every query carries the project's tie-breaker (chunk_id asc) and binds the query vector as a
-parameter, as rag_store.search.vector_search does. Then, at --hnsw-sizes only, an in-memory
+parameter: by default as a '[...]' string cast to FLOAT[384]; cosine is also timed with the
+vector bound as a Python list, as rag_store.search.vector_search does (that binding alone
+costs tens of milliseconds, reported in its own table). --storage uncompressed adds tables
+written with DuckDB's float codecs disabled. Then, at --hnsw-sizes only, an in-memory
 copy gets an HNSW index from the vss extension (loaded from the local duckdb_extension_vss
 package, never downloaded) and reports build time, latency and recall@10 against the exact
 cosine top-10.

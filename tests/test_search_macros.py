@@ -80,6 +80,18 @@ def test_vector_search_orders_by_cosine_then_chunk_id(store):
     assert result == [("d:0", 1.0), ("e:0", 1.0), ("b:0", 0.8)]
 
 
+def test_an_unnormalised_query_vector_scores_as_cosine(store):
+    scaled = store.execute(
+        "select chunk_id, round(score::double, 4) from search_vector([6, 8, 0], $m, k := 3)",
+        {"m": MODEL},
+    ).fetchall()
+    assert scaled == [("d:0", 1.0), ("e:0", 1.0), ("b:0", 0.8)]
+    as_text = store.execute(
+        "select chunk_id from search_vector('[0, 0, 2]', $m, k := 1)", {"m": MODEL}
+    ).fetchall()
+    assert as_text == [("c:0",)]
+
+
 def test_vector_search_filters(store):
     query = "select chunk_id from search_vector([1, 1, 1], $m, k := 10, {filter})"
     assert ids(store, query.format(filter="doc_id_like := 'a'"), {"m": MODEL}) == ["a:0"]

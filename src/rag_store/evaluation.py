@@ -139,6 +139,7 @@ def evaluate(
 
     from rag_store.embedder_info import embedder_info
     from rag_store.embedding import embed_texts
+    from rag_store.search import vector_literal
     from rag_store.snapshot import load_extension
 
     query_ids = sorted(collection.queries)
@@ -157,7 +158,12 @@ def evaluate(
             ndcgs, recalls = [], []
             started = time.perf_counter()
             for qid, text, vector in zip(query_ids, texts, vectors, strict=True):
-                params = {"text": text, "vector": vector.tolist(), "model_id": model_id, "k": depth}
+                params = {
+                    "text": text,
+                    "vector": vector_literal(vector),
+                    "model_id": model_id,
+                    "k": depth,
+                }
                 needed = {name for name in params if f"${name}" in sql}
                 rows = conn.execute(sql, {n: params[n] for n in needed}).fetchall()
                 ranked = documents_from_chunks([row[0] for row in rows])

@@ -91,6 +91,9 @@ def publish_snapshot(export_dir: str, snapshot_path: str, parquet_path: str) -> 
     for leftover in (staging, Path(f"{staging}.wal")):
         leftover.unlink(missing_ok=True)
     with duckdb.connect(str(staging)) as conn:
+        # Float compression (ALP/ALPRD) makes every exact vector scan decompress every
+        # vector: 2-3x slower searches for a bigger file (see docs/benchmarks.md).
+        conn.execute("set disabled_compression_methods = 'alp,alprd,chimp,patas'")
         for table in PUBLISHED_TABLES:
             source = export / f"{table}.parquet"
             if not source.exists():

@@ -25,11 +25,15 @@ where
     and store.doc_updated_at <= updated_before::timestamp;
 
 -- Refuses a query vector whose model is not the store's: vectors of different models are
--- not comparable, and a silent mismatch returns confident nonsense.
+-- not comparable, and a silent mismatch returns confident nonsense. The vector comes back
+-- L2-normalised, so an inner product with the (unit) stored vectors is the cosine.
 create or replace macro checked_query_vector(query_vector, query_model_id) as
 case
     when query_model_id = (select store_info.model_id from store_info)
-        then query_vector::float[$dimension]
+        then list_transform(
+            query_vector::float[$dimension]::float[],
+            x -> x / sqrt(list_sum(list_transform(query_vector::float[], y -> y * y)))
+        )::float[$dimension]
     else error(
         'query vector is from model ' || coalesce(query_model_id, 'NULL')
         || ' but this store holds vectors of '
@@ -44,7 +48,7 @@ create or replace macro search_vector(
 ) as table
 select
     candidates.* exclude (embedding),
-    array_cosine_similarity(
+    array_inner_product(
         candidates.embedding, checked_query_vector(query_vector, query_model_id)
     ) as score
 from filtered_store(
@@ -60,7 +64,7 @@ create or replace macro similar_chunks(
 ) as table
 select
     candidates.* exclude (embedding),
-    array_cosine_similarity(candidates.embedding, origin.embedding) as score
+    array_inner_product(candidates.embedding, origin.embedding) as score
 from filtered_store(
     doc_id_like, title_like, source_uri_like, updated_after, updated_before
 ) as candidates
