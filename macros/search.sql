@@ -1,7 +1,17 @@
-{#- `dbt run-operation search --args '{query: "how do I ...", k: 5}'` prints the top hits. -#}
-{% macro search(query, k=5, where=none) %}
-{%- set results = run_query(rag_store.vector_search(query, k, where)) -%}
-{%- do log("query: " ~ query, info=true) -%}
+{#- `dbt run-operation search --args '{query: "how do I ...", k: 5, mode: hybrid}'` prints
+    the top hits; mode is vector (default), keyword or hybrid. -#}
+{% macro search(query, k=5, where=none, mode='vector') %}
+{%- if mode == 'vector' -%}
+    {%- set sql = rag_store.vector_search(query, k, where) -%}
+{%- elif mode == 'keyword' -%}
+    {%- set sql = rag_store.keyword_search(query, k, where) -%}
+{%- elif mode == 'hybrid' -%}
+    {%- set sql = rag_store.hybrid_search(query, k, where) -%}
+{%- else -%}
+    {{ exceptions.raise_compiler_error("search: mode must be vector, keyword or hybrid, got " ~ mode) }}
+{%- endif -%}
+{%- set results = run_query(sql) -%}
+{%- do log("query (" ~ mode ~ "): " ~ query, info=true) -%}
 {%- for row in results.rows -%}
     {%- set snippet = row['chunk_text'] | replace('\n', ' ') | truncate(160, true, '…') -%}
     {%- do log(

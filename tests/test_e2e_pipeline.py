@@ -117,6 +117,21 @@ def test_run_operation_search_prints_ranked_hits(built):
     assert lines and " 1. " in lines[0]
 
 
+@pytest.mark.parametrize(
+    ("mode", "question", "expected"),
+    [
+        ("keyword", "smoke alarm battery", "home/smoke-alarms"),
+        ("hybrid", "sleeper berth", "travel/night-trains"),
+    ],
+)
+def test_run_operation_keyword_and_hybrid_modes(built, mode, question, expected):
+    project, _ = built
+    arguments = json.dumps({"query": question, "k": 2, "mode": mode})
+    result = project.dbt("run-operation", "search", "--args", arguments)
+    ranked = [line for line in result.output.splitlines() if " 1. " in line]
+    assert ranked and f"  {expected}  " in ranked[0]
+
+
 def test_vector_search_macro_with_a_stored_vector_finds_that_chunk(built):
     project, _ = built
     chunk_id, vector = project.query(
@@ -140,6 +155,15 @@ def test_vector_search_macro_rejects_bad_arguments(built):
     )
     assert bad_k.returncode != 0
     assert "k must be a positive integer" in bad_k.output
+    bad_mode = project.dbt(
+        "run-operation",
+        "search",
+        "--args",
+        json.dumps({"query": "x", "mode": "fuzzy"}),
+        check=False,
+    )
+    assert bad_mode.returncode != 0
+    assert "mode must be vector, keyword or hybrid" in bad_mode.output
 
 
 def test_cli_refuses_a_query_model_that_differs_from_the_store(built, tmp_path, default_info):

@@ -2,7 +2,10 @@
     config(
         materialized='table',
         contract={'enforced': true},
-        post_hook="{{ rag_store.prune_other_model_embeddings() }}",
+        post_hook=[
+            "{{ rag_store.prune_other_model_embeddings() }}",
+            "{{ rag_store.create_keyword_index(this) }}",
+        ],
     )
 }}
 

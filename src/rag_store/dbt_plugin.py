@@ -186,5 +186,9 @@ class Plugin(BasePlugin):
             check_single_writer(str(path))
 
     def configure_connection(self, conn: duckdb.DuckDBPyConnection) -> None:
+        from rag_store.snapshot import load_extension
+
         register_udfs(conn)
         create_sql_macros(conn)
+        # BM25 for the keyword_search / hybrid_search macros, from the pip package.
+        load_extension(conn, "fts")

@@ -1,0 +1,108 @@
+{#- Post-hook of retrieval_store: (re)build its BM25 full-text index over title, heading
+    path and chunk text, for keyword_search and hybrid_search. -#}
+{% macro create_keyword_index(relation) -%}
+pragma create_fts_index(
+    '{{ relation.schema }}.{{ relation.identifier }}',
+    'chunk_id', 'title', 'heading_path', 'chunk_text', overwrite = 1
+)
+{%- endmacro %}
+
+{#- Top-k chunks of retrieval_store by BM25 score for `query` (title, heading path and
+    chunk text), ties broken by chunk_id. `where`: optional SQL predicate over
+    retrieval_store columns. The snapshot's search_keyword table macro is the same search. -#}
+{% macro keyword_search(query, k=10, where=none) -%}
+    {{ return(adapter.dispatch('keyword_search', 'rag_store')(query, k, where)) }}
+{%- endmacro %}
+
+{% macro default__keyword_search(query, k, where) -%}
+{{ rag_store.check_search_arguments('keyword_search', query, k) }}
+{%- set store = ref('retrieval_store') -%}
+with
+
+scored_chunks as (
+    select
+        store.chunk_id,
+        store.doc_id,
+        store.chunk_index,
+        store.title,
+        store.heading_path,
+        store.chunk_text,
+        store.source_uri,
+        store.doc_updated_at,
+        fts_{{ store.schema }}_{{ store.identifier }}.match_bm25(
+            store.chunk_id, {{ rag_store.sql_string(query) }}
+        ) as score
+    from {{ store }} as store
+    {%- if where %}
+    where {{ where }}
+    {%- endif %}
+)
+
+select * from scored_chunks
+where score is not null
+order by score desc, chunk_id asc
+limit {{ k | int }}
+{%- endmacro %}
+
+{#- Reciprocal-rank fusion of keyword_search and vector_search: each chunk scores
+    sum(1 / (rrf_k + rank)) over the two top-`depth` lists. The snapshot's search_hybrid
+    table macro is the same search. -#}
+{% macro hybrid_search(query, k=10, where=none, depth=50, rrf_k=60) -%}
+    {{ return(adapter.dispatch('hybrid_search', 'rag_store')(query, k, where, depth, rrf_k)) }}
+{%- endmacro %}
+
+{% macro default__hybrid_search(query, k, where, depth, rrf_k) -%}
+{{ rag_store.check_search_arguments('hybrid_search', query, k) }}
+with
+
+keyword_ranking as (
+    select
+        chunk_id,
+        row_number() over (order by score desc, chunk_id asc) as search_rank
+    from ({{ rag_store.keyword_search(query, depth, where) }})
+),
+
+vector_ranking as (
+    select
+        chunk_id,
+        row_number() over (order by score desc, chunk_id asc) as search_rank
+    from ({{ rag_store.vector_search(query, depth, where) }})
+),
+
+fused as (
+    select
+        chunk_id,
+        sum(1.0::double / ({{ rrf_k | int }} + search_rank)) as score
+    from (
+        select * from keyword_ranking
+        union all
+        select * from vector_ranking
+    )
+    group by chunk_id
+)
+
+select
+    store.chunk_id,
+    store.doc_id,
+    store.chunk_index,
+    store.title,
+    store.heading_path,
+    store.chunk_text,
+    store.source_uri,
+    store.doc_updated_at,
+    fused.score
+from fused
+inner join {{ ref('retrieval_store') }} as store on fused.chunk_id = store.chunk_id
+order by fused.score desc, store.chunk_id asc
+limit {{ k | int }}
+{%- endmacro %}
+
+{#- Shared argument checks of the text search macros. -#}
+{% macro check_search_arguments(macro_name, query, k) -%}
+{%- if k is not number or k < 1 or k != k | int -%}
+    {{ exceptions.raise_compiler_error(macro_name ~ ": k must be a positive integer, got " ~ k) }}
+{%- endif -%}
+{%- if query is not string or query | trim == '' -%}
+    {{ exceptions.raise_compiler_error(macro_name ~ ": query must be non-empty text") }}
+{%- endif -%}
+{%- endmacro %}
