@@ -21,14 +21,7 @@ with
 
 scored_chunks as (
     select
-        store.chunk_id,
-        store.doc_id,
-        store.chunk_index,
-        store.title,
-        store.heading_path,
-        store.chunk_text,
-        store.source_uri,
-        store.doc_updated_at,
+        {{ rag_store.search_result_columns('store') }},
         fts_{{ store.schema }}_{{ store.identifier }}.match_bm25(
             store.chunk_id, {{ rag_store.sql_string(query) }}
         ) as score
@@ -82,14 +75,7 @@ fused as (
 )
 
 select
-    store.chunk_id,
-    store.doc_id,
-    store.chunk_index,
-    store.title,
-    store.heading_path,
-    store.chunk_text,
-    store.source_uri,
-    store.doc_updated_at,
+    {{ rag_store.search_result_columns('store') }},
     fused.score
 from fused
 inner join {{ ref('retrieval_store') }} as store on fused.chunk_id = store.chunk_id

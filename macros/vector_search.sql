@@ -43,14 +43,7 @@ query_embedding as (
 
 scored_chunks as (
     select
-        store.chunk_id,
-        store.doc_id,
-        store.chunk_index,
-        store.title,
-        store.heading_path,
-        store.chunk_text,
-        store.source_uri,
-        store.doc_updated_at,
+        {{ rag_store.search_result_columns('store') }},
         array_cosine_similarity(store.embedding, query_embedding.query_vector) as score
     from {{ ref('retrieval_store') }} as store
     cross join query_embedding
@@ -62,4 +55,12 @@ scored_chunks as (
 select * from scored_chunks
 order by score desc, chunk_id asc
 limit {{ k | int }}
+{%- endmacro %}
+
+{#- The retrieval_store columns every search macro returns (before its score). -#}
+{% macro search_result_columns(alias) -%}
+{%- for column in ['chunk_id', 'doc_id', 'chunk_index', 'title', 'heading_path',
+    'chunk_text', 'source_uri', 'doc_updated_at'] -%}
+    {{ alias }}.{{ column }}{{ ',' if not loop.last }}
+{% endfor -%}
 {%- endmacro %}
