@@ -98,18 +98,7 @@ new_versions as (
 {% if is_incremental() %}
     current_versions as (
         {#- The version each touched document has now competes with its newer arrivals. -#}
-        select
-            doc_id,
-            title,
-            body,
-            source_uri,
-            updated_at,
-            is_deleted,
-            content_hash,
-            _loaded_at,
-            source_kind,
-            source_file,
-            line_number
+        select * exclude (loaded_at_watermark)
         from {{ this }}
         where
             doc_id in (select new_versions.doc_id from new_versions)
@@ -135,9 +124,9 @@ candidate_versions as (
         source_file,
         line_number
     from new_versions
-    union all
+    union all by name
     select * from removed_files
-    union all
+    union all by name
     select * from current_versions
 ),
 
