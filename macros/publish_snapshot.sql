@@ -30,7 +30,8 @@
     'pipeline_health': 'select * from ' ~ schema ~ '.pipeline_health',
     'embedding_runs': 'select * from ' ~ schema ~ '.embedding_runs',
     'store_info': 'select rag_model_id(' ~ rag_store.sql_string(var('embedding_model'))
-        ~ ') as model_id, ' ~ (var('embedding_dimension') | int)
+        ~ ') as model_id, ' ~ rag_store.sql_string(var('embedding_model'))
+        ~ ' as model_reference, ' ~ (var('embedding_dimension') | int)
         ~ " as dimension, (now() at time zone 'UTC') as published_at",
 } -%}
 {%- do run_query("select rag_prepare_export(" ~ rag_store.sql_string(export_dir) ~ ")") -%}

@@ -86,3 +86,32 @@ def test_a_failed_build_keeps_the_previous_snapshot(dbt_project):
     assert failed.returncode != 0
     assert "snapshot not published" in failed.output
     assert snapshot.read_bytes() == before
+
+
+def test_bf16_precision_is_a_model_switch_and_search_follows_the_snapshot(dbt_project):
+    dbt_project.deliver(FIXTURES / "small_feed" / "batch_1.jsonl")
+    dbt_project.vars = {"keep_previous_model_embeddings": True}
+    first = dbt_project.build()
+    switched = dbt_project.build(vars={"embedding_model": "bf16:all-MiniLM-L6-v2"})
+    assert switched.embedded == first.embedded > 0  # every chunk, none reused across models
+    (model_id,) = dbt_project.query("select distinct model_id from retrieval_store")[0]
+    assert model_id.endswith("/bf16")
+    # The same chunks under both precisions: bf16 vectors point the same way as fp32 ones.
+    (worst,) = dbt_project.query(
+        "select min(array_inner_product(a.embedding, b.embedding)) "
+        "from chunk_embeddings a join chunk_embeddings b using (chunk_hash) "
+        "where a.model_id = $bf16 and b.model_id != $bf16",
+        {"bf16": model_id},
+    )[0]
+    assert worst > 0.999
+
+    # The snapshot records its embedder, so search embeds the question the same way...
+    result = search_cli(dbt_project, "search", "oil my bicycle chain", "--json", "--k", "1")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["hits"][0]["doc_id"] == "bikes/chain-care"
+    # ...and refuses an explicitly different one rather than mixing vector spaces.
+    mismatch = search_cli(
+        dbt_project, "search", "oil my bicycle chain", "--model", "all-MiniLM-L6-v2"
+    )
+    assert mismatch.returncode == 2
+    assert "/bf16" in mismatch.stderr

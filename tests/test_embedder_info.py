@@ -43,3 +43,25 @@ def test_unknown_models_fail_with_a_clear_message(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelNotFoundError, match=r"tokenizer\.json"):
         embedder_info(str(tmp_path / "empty"))
+
+
+def test_precision_prefix_gets_its_own_model_id(default_info):
+    bf16 = embedder_info("bf16:all-MiniLM-L6-v2")
+    assert bf16.precision == "bf16"
+    assert bf16.model_id == default_info.model_id + "/bf16"
+    assert (bf16.path, bf16.dimension, bf16.max_chunk_tokens, bf16.tokenizer_digest) == (
+        default_info.path,
+        default_info.dimension,
+        default_info.max_chunk_tokens,
+        default_info.tokenizer_digest,
+    )
+    assert embedder_info("BF16: all-MiniLM-L6-v2").model_id == bf16.model_id
+    assert embedder_info("fp32:all-MiniLM-L6-v2").model_id == default_info.model_id
+
+
+@pytest.mark.parametrize(
+    "reference", ["bf16:", "bf16:bf16:all-MiniLM-L6-v2", "bf16:hash:all-MiniLM-L6-v2"]
+)
+def test_precision_prefix_needs_one_plain_model(reference):
+    with pytest.raises(ModelNotFoundError, match=r"no model|plain model"):
+        embedder_info(reference)

@@ -134,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
         "else the database itself)",
     )
     search.add_argument(
-        "--model", default=DEFAULT_MODEL, help=f"embedder of the store (default {DEFAULT_MODEL})"
+        "--model",
+        help="embedder for the question (default: the one the snapshot was built with, "
+        f"else {DEFAULT_MODEL})",
     )
     search.add_argument("--doc-id", help="only doc_ids LIKE this pattern, e.g. 'api/%%'")
     search.add_argument("--title", help="only titles LIKE this pattern")

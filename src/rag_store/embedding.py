@@ -6,6 +6,7 @@ new to embed stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
@@ -19,9 +20,16 @@ from rag_store.embedder_info import EmbedderInfo, embedder_info, offline_environ
 DEFAULT_BATCH_SIZE = 32
 
 
-@lru_cache(maxsize=4)
 def load_model(model_ref: str):
-    """The SentenceTransformer for `model_ref`, loaded once per process, never from the net."""
+    """The SentenceTransformer for `model_ref`, loaded once per process, never from the net.
+
+    References that differ only in precision share one loaded model."""
+    info = embedder_info(model_ref)
+    return _load_model(str(info.path), info.dimension, info.max_seq_length, info.model_id)
+
+
+@lru_cache(maxsize=4)
+def _load_model(path: str, dimension: int, max_seq_length: int, model_id: str):
     offline_environment()
     import torch
     import transformers
@@ -30,19 +38,46 @@ def load_model(model_ref: str):
     transformers.utils.logging.disable_progress_bar()
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    info = embedder_info(model_ref)
-    model = SentenceTransformer(str(info.path), device="cpu", local_files_only=True)
+    model = SentenceTransformer(path, device="cpu", local_files_only=True)
     get_dimension = (
         getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
     )
     loaded_dimension = get_dimension()
-    if loaded_dimension != info.dimension:
+    if loaded_dimension != dimension:
         raise RuntimeError(
-            f"{info.model_id}: config says dimension {info.dimension} but the loaded model "
+            f"{model_id}: config says dimension {dimension} but the loaded model "
             f"produces {loaded_dimension}"
         )
-    model.max_seq_length = info.max_seq_length
+    model.max_seq_length = max_seq_length
     return model
+
+
+def native_bf16() -> bool:
+    """Whether this CPU does bfloat16 arithmetic in hardware (AMX or AVX512-BF16)."""
+    import torch
+
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+@lru_cache(maxsize=1)
+def _warn_slow_bf16() -> None:
+    if not native_bf16():
+        print(
+            "rag-store: this CPU has no native bfloat16 (AMX or AVX512-BF16); a bf16: "
+            "embedder will be slower here than the default fp32",
+            file=sys.stderr,
+        )
+
+
+def _precision_context(info: EmbedderInfo):
+    """The autocast context that runs the forward pass at `info.precision`."""
+    import torch
+
+    if info.precision == "bf16":
+        _warn_slow_bf16()
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
@@ -93,13 +128,14 @@ def embed_texts(
     result = np.zeros((len(texts), info.dimension), dtype=np.float32)
     for batch_start in range(0, len(order), batch_size):
         batch = order[batch_start : batch_start + batch_size]
-        vectors = model.encode(
-            [texts[i] for i in batch],
-            batch_size=len(batch),
-            convert_to_numpy=True,
-            normalize_embeddings=False,
-            show_progress_bar=False,
-        )
+        with _precision_context(info):
+            vectors = model.encode(
+                [texts[i] for i in batch],
+                batch_size=len(batch),
+                convert_to_numpy=True,
+                normalize_embeddings=False,
+                show_progress_bar=False,
+            )
         result[batch] = l2_normalise(vectors)
         if progress is not None:
             progress(len(batch))

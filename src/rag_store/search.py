@@ -58,7 +58,8 @@ class Query:
     text: str
     k: int = 10
     mode: str = "vector"
-    model_ref: str = DEFAULT_MODEL
+    # None: the embedder the snapshot records it was built with, else the default model.
+    model_ref: str | None = None
     filters: Filters = field(default_factory=Filters)
 
 
@@ -99,6 +100,16 @@ def store_model_ids(conn: duckdb.DuckDBPyConnection) -> list[str]:
     except duckdb.CatalogException as exc:
         raise SearchError("the database has no retrieval_store table; run `dbt build`") from exc
     return sorted(row[0] for row in rows)
+
+
+def store_model_reference(conn: duckdb.DuckDBPyConnection) -> str | None:
+    """The embedder reference a snapshot was published with (None for the main database
+    file, or a snapshot published before the column existed)."""
+    try:
+        row = conn.execute("select model_reference from store_info").fetchone()
+    except duckdb.Error:
+        return None
+    return row[0] if row and row[0] else None
 
 
 def check_model(conn: duckdb.DuckDBPyConnection, model_ref: str) -> str:
@@ -187,10 +198,11 @@ def search(conn: duckdb.DuckDBPyConnection, query: Query) -> list[Hit]:
         load_extension(conn, "fts")
         sql = f"select {_COLUMNS} from search_keyword($query_text, k := $k, {_FILTER_ARGS})"
         return _run(conn, sql, params)
-    model_id = check_model(conn, query.model_ref)
+    model_ref = query.model_ref or store_model_reference(conn) or DEFAULT_MODEL
+    model_id = check_model(conn, model_ref)
     from rag_store.embedding import embed_query
 
-    vector = embed_query(query.text, query.model_ref).tolist()
+    vector = embed_query(query.text, model_ref).tolist()
     if query.mode == "vector":
         if not snapshot:
             return vector_search(conn, vector, query.k, query.filters)
@@ -212,7 +224,7 @@ def search_text(
     db_path: str | os.PathLike,
     question: str,
     k: int = 10,
-    model_ref: str = DEFAULT_MODEL,
+    model_ref: str | None = None,
     mode: str = "vector",
     filters: Filters | None = None,
 ) -> list[Hit]:
