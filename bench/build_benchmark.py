@@ -18,6 +18,7 @@ the peak RSS of the dbt process. No figure is checked against a threshold.
 
 Larger sizes in --docs run only while the previous size's full build stayed under
 --max-full-build-seconds (default 240); otherwise the script prints a projected time.
+`--model bf16:all-MiniLM-L6-v2` measures the bfloat16 embedder instead of the default.
 """
 
 from __future__ import annotations
@@ -112,7 +113,9 @@ def run_dbt(label: str, args, workdir: Path, feed_glob: str, timeout: float) -> 
         str(dbt),
         "build",
         "--vars",
-        json.dumps({"document_feed": feed_glob}),
+        json.dumps(
+            {"document_feed": feed_glob, **({"embedding_model": args.model} if args.model else {})}
+        ),
         "--target-path",
         str(target),
         "--log-path",
@@ -328,11 +331,14 @@ def parse_args(argv=None):
     parser.add_argument("--workdir", type=Path, default=None, help="keep feeds, DB and logs here")
     parser.add_argument("--no-time-binary", action="store_true", help="do not use /usr/bin/time")
     parser.add_argument("--json", type=Path, default=None, help="also write results as JSON")
+    parser.add_argument(
+        "--model", default=None, help="embedding_model var, e.g. bf16:all-MiniLM-L6-v2"
+    )
     return parser.parse_args(argv)
 
 
 def project_settings() -> dict:
-    """The settings the builds ran with (project defaults; this script passes no others)."""
+    """The settings the builds ran with: project defaults (the model may be overridden)."""
     import yaml
 
     project = yaml.safe_load((REPO / "dbt_project.yml").read_text())
@@ -352,6 +358,8 @@ def project_settings() -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     settings = {**project_settings(), "seed": args.seed}
+    if args.model:
+        settings["model"] = args.model
     runs: list[CorpusRun] = []
     skipped: list[str] = []
     for docs in args.docs:

@@ -206,17 +206,32 @@ def search(conn: duckdb.DuckDBPyConnection, query: Query) -> list[Hit]:
     if query.mode == "vector":
         if not snapshot:
             return vector_search(conn, vector, query.k, query.filters)
-        sql = (
-            f"select {_COLUMNS} from search_vector($query_vector, $model_id, k := $k, "
-            f"{_FILTER_ARGS})"
-        )
-    else:
-        load_extension(conn, "fts")
-        sql = (
-            f"select {_COLUMNS} from search_hybrid($query_text, $query_vector, $model_id, "
-            f"k := $k, {_FILTER_ARGS})"
-        )
+        return snapshot_vector_search(conn, vector, model_id, query.k, query.filters)
+    load_extension(conn, "fts")
+    sql = (
+        f"select {_COLUMNS} from search_hybrid($query_text, $query_vector, $model_id, "
+        f"k := $k, {_FILTER_ARGS})"
+    )
     params.update(query_vector=vector_literal(vector), model_id=model_id)
+    return _run(conn, sql, params)
+
+
+def snapshot_vector_search(
+    conn: duckdb.DuckDBPyConnection,
+    query_vector,
+    model_id: str,
+    k: int = 10,
+    filters: Filters | None = None,
+) -> list[Hit]:
+    """Top-k through the snapshot's `search_vector` macro: exact, inner product on the
+    normalised query, refusing a vector of another model_id."""
+    params = {
+        "query_vector": vector_literal(query_vector),
+        "model_id": model_id,
+        "k": k,
+        **(filters or Filters()).params(),
+    }
+    sql = f"select {_COLUMNS} from search_vector($query_vector, $model_id, k := $k, {_FILTER_ARGS})"
     return _run(conn, sql, params)
 
 
