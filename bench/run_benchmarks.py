@@ -30,11 +30,13 @@ FULL = {
     "embed_throughput": [],
     "build_benchmark": ["--docs", "1000,5000"],
     "search_latency": [],
+    "snapshot_search": [],
 }
 QUICK = {
     "embed_throughput": ["--texts", "64"],
     "build_benchmark": ["--docs", "100"],
     "search_latency": ["--sizes", "10000", "--hnsw-sizes", "10000", "--queries", "20"],
+    "snapshot_search": ["--sizes", "10000", "--queries", "20"],
 }
 
 
