@@ -1,10 +1,31 @@
-{#- Post-hook of retrieval_store: (re)build its BM25 full-text index over title, heading
-    path and chunk text, for keyword_search and hybrid_search. -#}
 {% macro create_keyword_index(relation) -%}
-pragma create_fts_index(
-    '{{ relation.schema }}.{{ relation.identifier }}',
-    'chunk_id', 'title', 'heading_path', 'chunk_text', overwrite = 1
-)
+{#- Post-hook: (re)builds the BM25 index of `relation` unless the indexed columns are
+    unchanged since the index was built. The index is keyed by chunk_id, so it stays valid
+    when dbt recreates the table with the same rows; a fingerprint of the indexed text is
+    kept in a table inside the index's own schema (dropped with it on every rebuild). -#}
+{%- if not execute -%}
+    {{ return('select 1') }}
+{%- endif -%}
+{%- set index_schema = 'fts_' ~ relation.schema ~ '_' ~ relation.identifier -%}
+{%- set fingerprint = run_query(
+    "select count(*)::varchar || ':' || coalesce(bit_xor(hash(chunk_id, title, heading_path, "
+    ~ "chunk_text)), 0)::varchar from " ~ relation).columns[0].values()[0] -%}
+{%- set state = adapter.get_relation(
+    database=relation.database, schema=index_schema, identifier='rag_indexed_content') -%}
+{%- if state is not none -%}
+    {%- set indexed = run_query('select fingerprint from ' ~ state).columns[0].values() -%}
+    {%- if indexed | length == 1 and indexed[0] == fingerprint -%}
+        {%- do log('rag-store: keyword index of ' ~ relation.identifier ~ ' is current', info=true) -%}
+        {{ return('select 1') }}
+    {%- endif -%}
+{%- endif -%}
+{%- do run_query(
+    "pragma create_fts_index('" ~ relation.schema ~ "." ~ relation.identifier
+    ~ "', 'chunk_id', 'title', 'heading_path', 'chunk_text', overwrite = 1)") -%}
+{%- do run_query(
+    "create or replace table " ~ index_schema ~ ".rag_indexed_content as select '"
+    ~ fingerprint ~ "' as fingerprint") -%}
+select 1
 {%- endmacro %}
 
 {#- Top-k chunks of retrieval_store by BM25 score for `query` (title, heading path and

@@ -22,6 +22,13 @@
 {%- set paths = rag_store.snapshot_paths() -%}
 {%- set export_dir = paths.snapshot ~ '.export' -%}
 {%- set schema = target.schema -%}
+{#- Row count and an order-free hash of every row: when the published snapshot already
+    holds exactly this retrieval_store, it is not exported again, and the snapshot's copy
+    (with its BM25 index) is reused; only the small tables are replaced. -#}
+{%- set fingerprint = run_query("select count(*)::varchar || ':' || coalesce(bit_xor(hash(store)), 0)::varchar from "
+    ~ schema ~ ".retrieval_store as store").columns[0].values()[0] -%}
+{%- set reuse = run_query("select rag_snapshot_is_current(" ~ rag_store.sql_string(paths.snapshot)
+    ~ ", " ~ rag_store.sql_string(fingerprint) ~ ")").columns[0].values()[0] -%}
 {%- set exports = {
     'retrieval_store': 'select * from ' ~ schema ~ '.retrieval_store',
     'documents': 'select doc_id, title, source_uri, updated_at, _loaded_at from '
@@ -32,11 +39,13 @@
     'store_info': 'select rag_model_id(' ~ rag_store.sql_string(var('embedding_model'))
         ~ ') as model_id, ' ~ rag_store.sql_string(var('embedding_model'))
         ~ ' as model_reference, ' ~ (var('embedding_dimension') | int)
-        ~ " as dimension, (now() at time zone 'UTC') as published_at",
+        ~ " as dimension, (now() at time zone 'UTC') as published_at, "
+        ~ rag_store.sql_string(fingerprint) ~ " as retrieval_store_fingerprint",
 } -%}
 {%- do run_query("select rag_prepare_export(" ~ rag_store.sql_string(export_dir) ~ ")") -%}
 {%- for name, query in exports.items() -%}
-    {%- if name != 'embedding_runs' or adapter.get_relation(database=target.database, schema=schema, identifier='embedding_runs') is not none -%}
+    {%- if name == 'retrieval_store' and reuse -%}
+    {%- elif name != 'embedding_runs' or adapter.get_relation(database=target.database, schema=schema, identifier='embedding_runs') is not none -%}
         {%- do run_query("copy (" ~ query ~ ") to " ~ rag_store.sql_string(export_dir ~ '/' ~ name ~ '.parquet') ~ " (format parquet)") -%}
     {%- endif -%}
 {%- endfor -%}

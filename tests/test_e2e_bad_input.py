@@ -13,7 +13,7 @@ import time
 
 import duckdb
 import pytest
-from conftest import BIN, REPO, DbtProject, document, write_feed
+from conftest import BIN, REPO, DbtProject, document, long_body, write_feed
 
 from rag_store.embedding import HASH_FAILURE_MARKER
 
@@ -187,3 +187,26 @@ def test_query_text_is_text_in_macros_and_cli(dbt_project, question):
     assert cli.returncode == 0, cli.stderr
     assert json.loads(cli.stdout)["question"] == question
     assert dbt_project.query("select count(*) from retrieval_store") == [(1,)]
+
+
+def test_token_counts_are_rechecked_unless_already_published(dbt_project):
+    """The recount test skips only rows whose (chunk_hash, token_count) retrieval_store
+    already holds, so a stored count that drifts from its text is still caught."""
+    dbt_project.vars = dict(FAKE)
+    write_feed(dbt_project, "1.jsonl", [document("a", long_body(3)), document("b", "Short.")])
+    dbt_project.build()
+    select = ["--select", "int_document_chunks,test_name:within_model_window"]
+    assert dbt_project.dbt("test", *select).returncode == 0
+
+    with duckdb.connect(str(dbt_project.db)) as conn:
+        conn.execute(
+            "update int_document_chunks set token_count = token_count - 1 where chunk_id = 'a:1'"
+        )
+    miscounted = dbt_project.dbt("test", *select, check=False)
+    assert miscounted.returncode != 0
+    assert "within_model_window" in miscounted.output and "Got 1 result" in miscounted.output
+
+    with duckdb.connect(str(dbt_project.db)) as conn:
+        conn.execute("update int_document_chunks set token_count = 999 where chunk_id = 'b:0'")
+    over_window = dbt_project.dbt("test", *select, check=False)
+    assert "Got 2 results" in over_window.output  # a:1 and b:0, each once

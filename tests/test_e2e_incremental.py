@@ -6,7 +6,9 @@ chunks the build embedded (from the build log and from embedding_runs).
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import time
 
@@ -263,3 +265,30 @@ def test_document_directory_source(dbt_project):
     assert dbt_project.query(
         "select is_deleted from int_documents__latest where doc_id = 'faq.txt'"
     ) == [(True,)]
+
+
+def keyword_top(project: DbtProject, question: str) -> list[str]:
+    arguments = json.dumps({"query": question, "k": 3, "mode": "keyword"})
+    output = project.dbt("run-operation", "search", "--args", arguments).output
+    return [line.split()[3] for line in output.splitlines() if re.search(r"\s\d+\. ", line)]
+
+
+def test_keyword_index_is_rebuilt_only_when_the_indexed_text_changes(dbt_project):
+    dbt_project.vars = {"embedding_model": "hash:all-MiniLM-L6-v2"}
+    current = "keyword index of retrieval_store is current"
+    write_feed(dbt_project, "1.jsonl", [document("a", "Whales sing."), document("b", "Owls hoot.")])
+    assert current not in dbt_project.build().output
+    assert current in dbt_project.build().output  # nothing changed: the index is kept...
+    assert keyword_top(dbt_project, "owls") == ["b"]  # ...and still answers
+
+    write_feed(
+        dbt_project,
+        "2.jsonl",
+        [
+            document("b", "Owls hoot and herons wade.", updated_at=LATER),
+            document("a", "", is_deleted=True, updated_at=LATER),
+        ],
+    )
+    assert current not in dbt_project.build().output
+    assert keyword_top(dbt_project, "herons") == ["b"]
+    assert keyword_top(dbt_project, "whales") == []

@@ -115,3 +115,33 @@ def test_bf16_precision_is_a_model_switch_and_search_follows_the_snapshot(dbt_pr
     )
     assert mismatch.returncode == 2
     assert "/bf16" in mismatch.stderr
+
+
+def test_an_unchanged_store_keeps_its_snapshot_copy_and_index(dbt_project):
+    dbt_project.vars = {"embedding_model": "hash:all-MiniLM-L6-v2"}
+    kept = "retrieval_store unchanged: kept with its index"
+    write_feed(dbt_project, "1.jsonl", [document("a", "Whales sing."), document("b", "Owls hoot.")])
+    assert kept not in dbt_project.build().output
+    noop = dbt_project.build()
+    assert kept in noop.output
+
+    def published() -> tuple:
+        with duckdb.connect(str(snapshot_of(dbt_project)), read_only=True) as reader:
+            load_extension(reader, "fts")
+            health = reader.execute("select count(*) from pipeline_health").fetchone()[0]
+            owls = reader.execute("select doc_id from search_keyword('owls')").fetchall()
+            herons = reader.execute("select doc_id from search_keyword('herons')").fetchall()
+            return health, owls, herons
+
+    # The small tables are fresh (one health row per build); the kept index still answers.
+    assert published() == (2, [("b",)], [])
+
+    later = "2026-06-01T00:00:00Z"
+    write_feed(dbt_project, "2.jsonl", [document("b", "Herons wade.", updated_at=later)])
+    assert kept not in dbt_project.build().output
+    assert published() == (3, [], [("b",)])
+    # Removing the Parquet copy is repaired even when nothing else changed.
+    parquet = dbt_project.root / "store_snapshot_retrieval_store.parquet"
+    parquet.unlink()
+    assert kept in dbt_project.build().output
+    assert duckdb.sql(f"select count(*) from '{parquet}'").fetchone() == (2,)

@@ -8,6 +8,7 @@ then swaps it in with a rename, so readers see either the old snapshot or the ne
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -59,16 +60,44 @@ def search_macros_sql(dimension: int) -> str:
     return Template(text).substitute(dimension=int(dimension))
 
 
-def install_search_macros(conn: duckdb.DuckDBPyConnection) -> None:
-    """Create the FTS index and the search table macros in a database holding the tables."""
+def install_search_macros(conn: duckdb.DuckDBPyConnection, keyword_index: bool = True) -> None:
+    """Create the FTS index (unless `keyword_index` is false: it is already there) and the
+    search table macros in a database holding the tables."""
     (dimension,) = conn.execute("select dimension from store_info").fetchone()
     load_extension(conn, "fts")
-    conn.execute(
-        "pragma create_fts_index('retrieval_store', 'chunk_id', 'title', 'heading_path', "
-        "'chunk_text', overwrite = 1)"
-    )
+    if keyword_index:
+        conn.execute(
+            "pragma create_fts_index('retrieval_store', 'chunk_id', 'title', 'heading_path', "
+            "'chunk_text', overwrite = 1)"
+        )
     for statement in split_statements(search_macros_sql(dimension)):
         conn.execute(statement)
+
+
+# Bump when the snapshot's layout changes (tables, storage settings, index): a snapshot of
+# another layout is never reused, whatever its content.
+SNAPSHOT_LAYOUT = "2"
+
+
+def snapshot_key(fingerprint: str) -> str:
+    """What a reusable snapshot must have been published with: the same retrieval_store
+    (`fingerprint`, computed by the publish_snapshot macro), layout and search macros."""
+    digest = hashlib.sha256()
+    for part in (SNAPSHOT_LAYOUT, search_macros_sql(0), fingerprint):
+        digest.update(part.encode("utf-8") + b"\x1f")
+    return digest.hexdigest()
+
+
+def snapshot_is_current(snapshot_path: str, fingerprint: str) -> bool:
+    """Whether the published snapshot already holds exactly this retrieval_store."""
+    if not fingerprint or not Path(snapshot_path).exists():
+        return False
+    try:
+        with duckdb.connect(str(snapshot_path), read_only=True) as conn:
+            row = conn.execute("select snapshot_key from store_info").fetchone()
+    except duckdb.Error:
+        return False
+    return bool(row) and row[0] == snapshot_key(fingerprint)
 
 
 def split_statements(sql: str) -> list[str]:
@@ -85,11 +114,32 @@ def prepare_export(export_dir: str) -> str:
 
 
 def publish_snapshot(export_dir: str, snapshot_path: str, parquet_path: str) -> str:
+    """Build the snapshot from the Parquet export and swap it in.
+
+    Without retrieval_store.parquet in the export, the current snapshot's retrieval_store
+    (checked to be the same, by fingerprint) and its BM25 index are kept: the snapshot file
+    is copied and only the other tables are replaced, so a build that changed nothing
+    does not pay for re-indexing the whole store.
+    """
     export = Path(export_dir)
     snapshot = Path(snapshot_path)
+    parquet = Path(parquet_path)
     staging = snapshot.with_name(snapshot.name + ".tmp")
     for leftover in (staging, Path(f"{staging}.wal")):
         leftover.unlink(missing_ok=True)
+    with duckdb.connect() as scratch:
+        info = export / "store_info.parquet"
+        (fingerprint,) = scratch.execute(
+            f"select retrieval_store_fingerprint from read_parquet('{info}')"
+        ).fetchone()
+    reuse = not (export / "retrieval_store.parquet").exists()
+    if reuse:
+        if not snapshot_is_current(str(snapshot), fingerprint):
+            raise RuntimeError(
+                f"{snapshot} does not hold the current retrieval_store and no export of it "
+                "was made; run the build again"
+            )
+        shutil.copyfile(snapshot, staging)
     with duckdb.connect(str(staging)) as conn:
         # Float compression (ALP/ALPRD) makes every exact vector scan decompress every
         # vector: 2-3x slower searches for a bigger file (see docs/benchmarks.md).
@@ -98,18 +148,28 @@ def publish_snapshot(export_dir: str, snapshot_path: str, parquet_path: str) -> 
             source = export / f"{table}.parquet"
             if not source.exists():
                 continue
-            conn.execute(f"create table {table} as select * from read_parquet('{source}')")
+            conn.execute(
+                f"create or replace table {table} as select * from read_parquet('{source}')"
+            )
         (dimension,) = conn.execute("select dimension from store_info").fetchone()
+        if not reuse:
+            conn.execute(
+                "create or replace table retrieval_store as select * replace "
+                f"(embedding::float[{int(dimension)}] as embedding) from retrieval_store"
+            )
+        conn.execute("alter table store_info add column snapshot_key varchar")
         conn.execute(
-            "create or replace table retrieval_store as select * replace "
-            f"(embedding::float[{int(dimension)}] as embedding) from retrieval_store"
+            "update store_info set snapshot_key = $key", {"key": snapshot_key(fingerprint)}
         )
-        install_search_macros(conn)
+        install_search_macros(conn, keyword_index=not reuse)
+        if reuse and not parquet.exists():
+            conn.execute(f"copy retrieval_store to '{export / 'retrieval_store.parquet'}'")
         conn.execute("checkpoint")
     os.replace(staging, snapshot)
-    parquet = Path(parquet_path)
-    parquet_staging = parquet.with_name(parquet.name + ".tmp")
-    shutil.copyfile(export / "retrieval_store.parquet", parquet_staging)
-    os.replace(parquet_staging, parquet)
+    if (export / "retrieval_store.parquet").exists():
+        parquet_staging = parquet.with_name(parquet.name + ".tmp")
+        shutil.copyfile(export / "retrieval_store.parquet", parquet_staging)
+        os.replace(parquet_staging, parquet)
     shutil.rmtree(export, ignore_errors=True)
-    return f"published {snapshot} and {parquet}"
+    kept = " (retrieval_store unchanged: kept with its index)" if reuse else ""
+    return f"published {snapshot} and {parquet}{kept}"
