@@ -175,7 +175,10 @@ latest_versions as (
         empty. Raising here fails the model before anything is written. -#}
     delete_guard as (
         select
-            (select count(*) from {{ this }} where not is_deleted) as live_before,
+            (
+                select count(*) from {{ this }} as live
+                where not live.is_deleted
+            ) as live_before,
             count(*) filter (
                 where latest_versions.is_deleted
                 and latest_versions.doc_id in (
