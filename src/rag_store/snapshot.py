@@ -128,10 +128,11 @@ def publish_snapshot(export_dir: str, snapshot_path: str, parquet_path: str) -> 
     for leftover in (staging, Path(f"{staging}.wal")):
         leftover.unlink(missing_ok=True)
     with duckdb.connect() as scratch:
-        info = export / "store_info.parquet"
-        (fingerprint,) = scratch.execute(
-            f"select retrieval_store_fingerprint from read_parquet('{info}')"
-        ).fetchone()
+        info = scratch.execute(f"select * from read_parquet('{export / 'store_info.parquet'}')")
+        columns = [column[0] for column in info.description]
+        row = dict(zip(columns, info.fetchone(), strict=True))
+    # Without a fingerprint (an export made by other code) the snapshot is never reused.
+    fingerprint = row.get("retrieval_store_fingerprint") or ""
     reuse = not (export / "retrieval_store.parquet").exists()
     if reuse:
         if not snapshot_is_current(str(snapshot), fingerprint):
