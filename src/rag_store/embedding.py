@@ -25,11 +25,11 @@ def load_model(model_ref: str):
 
     References that differ only in precision share one loaded model."""
     info = embedder_info(model_ref)
-    return _load_model(str(info.path), info.dimension, info.max_seq_length, info.model_id)
+    return _load_model(str(info.path), info.dimension, info.max_seq_length)
 
 
 @lru_cache(maxsize=4)
-def _load_model(path: str, dimension: int, max_seq_length: int, model_id: str):
+def _load_model(path: str, dimension: int, max_seq_length: int):
     offline_environment()
     import torch
     import transformers
@@ -45,7 +45,7 @@ def _load_model(path: str, dimension: int, max_seq_length: int, model_id: str):
     loaded_dimension = get_dimension()
     if loaded_dimension != dimension:
         raise RuntimeError(
-            f"{model_id}: config says dimension {dimension} but the loaded model "
+            f"{path}: config says dimension {dimension} but the loaded model "
             f"produces {loaded_dimension}"
         )
     model.max_seq_length = max_seq_length

@@ -55,9 +55,12 @@ def load_extension(conn: duckdb.DuckDBPyConnection, name: str) -> None:
     conn.execute(f"load '{extension_path(name)}'")
 
 
+def _search_macros_template() -> str:
+    return (resources.files("rag_store") / "sql" / "search_macros.sql").read_text("utf-8")
+
+
 def search_macros_sql(dimension: int) -> str:
-    text = (resources.files("rag_store") / "sql" / "search_macros.sql").read_text("utf-8")
-    return Template(text).substitute(dimension=int(dimension))
+    return Template(_search_macros_template()).substitute(dimension=int(dimension))
 
 
 def install_search_macros(conn: duckdb.DuckDBPyConnection, keyword_index: bool = True) -> None:
@@ -83,7 +86,7 @@ def snapshot_key(fingerprint: str) -> str:
     """What a reusable snapshot must have been published with: the same retrieval_store
     (`fingerprint`, computed by the publish_snapshot macro), layout and search macros."""
     digest = hashlib.sha256()
-    for part in (SNAPSHOT_LAYOUT, search_macros_sql(0), fingerprint):
+    for part in (SNAPSHOT_LAYOUT, _search_macros_template(), fingerprint):
         digest.update(part.encode("utf-8") + b"\x1f")
     return digest.hexdigest()
 
