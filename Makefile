@@ -41,14 +41,18 @@ lint: setup
 	$(BIN)/sqlfluff lint models data-tests
 	$(BIN)/sqlfluff lint --templater raw src/rag_store/sql
 
+# Tests run in one worker process per core (pytest-xdist); tests sharing a module-scoped
+# store are kept on one worker (xdist_group), so the store is built once.
+PYTEST := $(BIN)/pytest -n auto --dist loadgroup
+
 unit: setup
-	$(BIN)/pytest -m "not e2e"
+	$(PYTEST) -m "not e2e"
 
 e2e: setup
-	$(BIN)/pytest -m e2e
+	$(PYTEST) -m e2e
 
 test: lint
-	$(BIN)/pytest
+	$(PYTEST)
 
 bench: setup
 	$(BIN)/python bench/run_benchmarks.py

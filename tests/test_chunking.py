@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rag_store.chunking import (
@@ -112,6 +112,29 @@ def test_without_context_header_the_embedder_sees_only_the_chunk(tokenizer):
     assert chunk.embedding_text == chunk.chunk_text == "## Support\n\nMail us."
 
 
+@pytest.mark.parametrize("overlap", [0, 1])
+def test_cuts_never_split_a_character_into_two_chunks(tokenizer, overlap):
+    # '홀' is one character and three word pieces; a cut between them once put the character
+    # into two chunks (found by the overlap property below).
+    text = "# 0\n\n0. 0. 0 0 0 0.\n\n0. 0. 0 0:0:0 0:0:0:0:0홀."
+    chunks = Chunker(tokenizer, ChunkerSettings(24, overlap, True)).chunk(text)
+    assert len(chunks) > 2
+    for previous, current in itertools.pairwise(chunks):
+        assert current.char_start >= previous.char_end
+    assert "홀" in chunks[-1].chunk_text
+    assert sum(chunk.chunk_text.count("홀") for chunk in chunks) == 1
+
+
+def test_a_run_of_multi_piece_characters_is_cut_between_characters(tokenizer):
+    # No word boundary and no single-piece token anywhere: the only allowed cuts are between
+    # characters (three pieces each), so every chunk holds whole characters.
+    chunker = Chunker(tokenizer, ChunkerSettings(16, 0, False))
+    text = "홀" * 40
+    chunks = chunker.chunk(text)
+    assert "".join(chunk.chunk_text for chunk in chunks) == text
+    assert all(chunk.token_count <= 16 for chunk in chunks)
+
+
 def test_empty_and_blank_text_make_no_chunks(tokenizer):
     assert make_chunker(tokenizer).chunk("") == []
     assert make_chunker(tokenizer).chunk(" \n\n\t ") == []
@@ -172,6 +195,14 @@ def test_chunks_are_exact_slices_that_cover_the_text_in_order(tokenizer, text, c
 
 @PROPERTY_SETTINGS
 @given(text=documents, chunker_settings=chunk_settings)
+@example(
+    text="# 0\n\n0. 0. 0 0 0 0.\n\n0. 0. 0 0:0:0 0:0:0:0:0홀.",
+    chunker_settings=ChunkerSettings(24, 0, True),
+)
+@example(
+    text="# 0\n\n0. 0. 0 0 0 0.\n\n0. 0. 0 0:0:0 0:0:0:0:0홀.",
+    chunker_settings=ChunkerSettings(24, 1, True),
+)
 def test_overlap_never_exceeds_the_configured_tokens(tokenizer, text, chunker_settings):
     chunks = Chunker(tokenizer, chunker_settings).chunk(text)
     for previous, current in itertools.pairwise(chunks):

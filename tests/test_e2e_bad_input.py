@@ -99,6 +99,37 @@ def test_mass_delete_guard_stops_the_build_and_deletes_nothing(dbt_project):
     assert dbt_project.query("select count(*) from retrieval_store") == [(0,)]
 
 
+def test_tombstone_guard_has_its_own_looser_threshold(dbt_project):
+    dbt_project.vars = dict(FAKE)
+    names = [f"doc{number}" for number in range(5)]
+    write_feed(dbt_project, "1.jsonl", [document(name, f"Body of {name}.") for name in names])
+    dbt_project.build()
+
+    def tombstones(*doc_ids, loaded_at):
+        return [
+            document(doc_id, "", is_deleted=True, updated_at=loaded_at, _loaded_at=loaded_at)
+            for doc_id in doc_ids
+        ]
+
+    # Two of five (0.4) is over max_delete_fraction (0.2) but within max_tombstone_fraction
+    # (0.5): explicit tombstones are not held to the shrinking-source threshold.
+    write_feed(dbt_project, "2.jsonl", tombstones("doc0", "doc1", loaded_at="2026-06-01T00:00:00Z"))
+    dbt_project.build()
+    assert dbt_project.query("select count(distinct doc_id) from retrieval_store") == [(3,)]
+
+    # Two of the remaining three is over 0.5: refused, nothing deleted.
+    before = dbt_project.checksum()
+    write_feed(dbt_project, "3.jsonl", tombstones("doc2", "doc3", loaded_at="2026-07-01T00:00:00Z"))
+    blocked = dbt_project.build(check=False)
+    assert blocked.returncode != 0
+    assert "would tombstone 2 of 3 live documents" in blocked.output
+    assert "max_tombstone_fraction" in blocked.output
+    assert dbt_project.checksum() == before
+
+    dbt_project.build(vars={"max_tombstone_fraction": 1})
+    assert dbt_project.query("select distinct doc_id from retrieval_store") == [("doc4",)]
+
+
 def test_embedding_failures_are_recorded_retried_and_reported(dbt_project):
     dbt_project.vars = dict(FAKE)
     poisoned = f"This text cannot be embedded {HASH_FAILURE_MARKER}."

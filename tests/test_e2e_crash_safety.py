@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from conftest import REPO, DbtProject, document, long_body, write_feed
 
-pytestmark = pytest.mark.e2e
+# One worker builds this module's shared store once (pytest-xdist, --dist loadgroup).
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("test_e2e_crash_safety")]
 
 SAMPLE = REPO / "data" / "sample_feed" / "2026-10-01_initial.jsonl"
 

@@ -1,6 +1,10 @@
 """Property: after any history of feed batches, the incremental store equals a store built
 from scratch on the same files.
 
+The mass-delete guard is part of the model: a batch whose tombstones would take more than
+`max_tombstone_fraction` of the live documents (and more than one) must fail and leave the
+store as it was, and must land once the threshold allows it.
+
 Uses the test-only `hash:` embedder (deterministic pseudo-vectors, no torch) so that many
 real `dbt build` runs fit in the test budget; chunking, dbt and DuckDB are all real.
 """
@@ -11,7 +15,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from conftest import DbtProject, document, long_body, write_feed
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 pytestmark = pytest.mark.e2e
@@ -19,6 +23,9 @@ pytestmark = pytest.mark.e2e
 FAKE_EMBEDDER = {"embedding_model": "hash:all-MiniLM-L6-v2"}
 DOC_IDS = ["alpha", "beta", "gamma", "delta"]
 EPOCH = datetime(2026, 1, 1)
+# The project's default (dbt_project.yml); the test passes it explicitly so it models the
+# same number it builds with.
+TOMBSTONE_FRACTION = 0.5
 
 operation = st.tuples(
     st.sampled_from(["insert_or_update", "delete", "late", "duplicate"]),
@@ -36,6 +43,22 @@ def iso(moment: datetime) -> str:
 def comparable_store(project: DbtProject) -> list[tuple]:
     """retrieval_store minus embedded_at (when a vector was computed differs by design)."""
     return project.query("select * exclude (embedded_at) from retrieval_store order by chunk_id")
+
+
+def live_after(state: dict, rows: list[dict]) -> set[str]:
+    """Fold a batch into `state` (doc_id -> the winning (updated_at, _loaded_at, deleted))
+    and return the live doc_ids: the latest version by updated_at, then _loaded_at, as the
+    pipeline chooses it. Versions that tie carry the same liveness in these histories."""
+    for row in rows:
+        version = (row["updated_at"], row["_loaded_at"], row["is_deleted"])
+        if row["doc_id"] not in state or version[:2] >= state[row["doc_id"]][:2]:
+            state[row["doc_id"]] = version
+    return {doc_id for doc_id, version in state.items() if not version[2]}
+
+
+def guard_expected(live_before: set[str], live_now: set[str]) -> bool:
+    tombstoned = len(live_before - live_now)
+    return tombstoned > 1 and tombstoned > TOMBSTONE_FRACTION * len(live_before)
 
 
 def materialise(history) -> list[list[dict]]:
@@ -72,19 +95,43 @@ def materialise(history) -> list[list[dict]]:
     return batches
 
 
+EVERYTHING_TOMBSTONED = [
+    [("insert_or_update", "alpha", 1, 0), ("insert_or_update", "beta", 2, 1)],
+    [("delete", "alpha", 1, 0), ("delete", "beta", 1, 0)],
+]
+
+
 @settings(
     max_examples=4,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(history=histories)
+@example(history=EVERYTHING_TOMBSTONED)
 def test_incremental_equals_full_rebuild_after_every_batch(tmp_path_factory, history):
-    incremental = DbtProject(tmp_path_factory.mktemp("incremental"), dict(FAKE_EMBEDDER))
+    guard = {"max_tombstone_fraction": TOMBSTONE_FRACTION}
+    incremental = DbtProject(tmp_path_factory.mktemp("incremental"), {**FAKE_EMBEDDER, **guard})
+    state: dict = {}
+    live: set[str] = set()
     for number, rows in enumerate(materialise(history)):
         if not rows:
             continue
+        live_before, live = live, live_after(state, rows)
         write_feed(incremental, f"batch_{number:02d}.jsonl", rows)
-        incremental.build()
+        if guard_expected(live_before, live):
+            before = comparable_store(incremental)
+            blocked = incremental.build(check=False)
+            assert blocked.returncode != 0, "the mass-delete guard did not stop the build"
+            assert "mass-delete guard" in blocked.output
+            assert "max_tombstone_fraction" in blocked.output
+            assert comparable_store(incremental) == before
+            incremental.build(vars={"max_tombstone_fraction": 1})
+        else:
+            incremental.build()
+        live_stored = {
+            doc_id for (doc_id,) in incremental.query("select distinct doc_id from retrieval_store")
+        }
+        assert live_stored == live
         rebuilt = DbtProject(tmp_path_factory.mktemp("rebuilt"), dict(FAKE_EMBEDDER))
         rebuilt.deliver(*sorted(incremental.feed_dir.glob("*.jsonl")))
         rebuilt.build()

@@ -12,7 +12,8 @@ import subprocess
 import pytest
 from conftest import BIN, FIXTURES, REPO, DbtProject
 
-pytestmark = pytest.mark.e2e
+# One worker builds this module's shared store once (pytest-xdist, --dist loadgroup).
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("test_e2e_pipeline")]
 
 BATCH_1 = FIXTURES / "small_feed" / "batch_1.jsonl"
 BATCH_2 = FIXTURES / "small_feed_changes" / "batch_2.jsonl"

@@ -10,7 +10,8 @@ from test_e2e_pipeline import search_json
 
 from rag_store.search import search_text
 
-pytestmark = pytest.mark.e2e
+# One worker builds this module's shared store once (pytest-xdist, --dist loadgroup).
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("test_e2e_sample_corpus")]
 
 FEED = sorted((REPO / "data" / "sample_feed").glob("*.jsonl"))
 GOLDEN = list(csv.DictReader((REPO / "seeds" / "golden_queries.csv").open(encoding="utf-8")))

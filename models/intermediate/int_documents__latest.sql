@@ -170,9 +170,12 @@ latest_versions as (
 ),
 
 {% if is_incremental() %}
-    {#- Mass-delete guard: refuse a build that would delete more than max_delete_fraction of
-        the live documents (and more than one), e.g. a document directory that came back
-        empty. Raising here fails the model before anything is written. -#}
+    {#- Mass-delete guards, counted over documents live before this build. A deletion is
+        implied when a directory file is gone (a source that shrinks or vanishes: the usual
+        sign of a broken mount or an empty export), explicit when the feed delivers a
+        tombstone (the producer says so per document, so its threshold is looser). Either
+        guard refuses the build before anything is written when it would delete more than
+        its share of the live documents, and more than one. -#}
     delete_guard as (
         select
             (
@@ -180,19 +183,25 @@ latest_versions as (
                 where not live.is_deleted
             ) as live_before,
             count(*) filter (
-                where latest_versions.is_deleted
-                and latest_versions.doc_id in (
-                    select previous.doc_id from {{ this }} as previous
-                    where not previous.is_deleted
-                )
-            ) as deleting
+                where latest_versions.source_kind = 'directory'
+            ) as implied_deletes,
+            count(*) filter (
+                where latest_versions.source_kind != 'directory'
+            ) as tombstones
         from latest_versions
+        where
+            latest_versions.is_deleted
+            and latest_versions.doc_id in (
+                select previous.doc_id from {{ this }} as previous
+                where not previous.is_deleted
+            )
     ),
 {% else %}
     delete_guard as (
         select
             0 as live_before,
-            0 as deleting
+            0 as implied_deletes,
+            0 as tombstones
     ),
 {% endif %}
 
@@ -203,15 +212,27 @@ guarded_versions as (
     where
         case
             when
-                delete_guard.deleting > 1
-                and delete_guard.deleting
+                delete_guard.implied_deletes > 1
+                and delete_guard.implied_deletes
                 > {{ var('max_delete_fraction') | float }} * delete_guard.live_before
                 then error(
                     'mass-delete guard: this build would delete '
-                    || delete_guard.deleting || ' of ' || delete_guard.live_before
-                    || ' live documents, more than max_delete_fraction = '
-                    || '{{ var("max_delete_fraction") }}. Nothing was deleted. If this is '
-                    || 'intended, rerun with --vars ''{max_delete_fraction: 1}''.'
+                    || delete_guard.implied_deletes || ' of ' || delete_guard.live_before
+                    || ' live documents whose files are gone from document_dir, more than '
+                    || 'max_delete_fraction = {{ var("max_delete_fraction") }}. Nothing '
+                    || 'was deleted. Check that the directory is complete; if the delete '
+                    || 'is intended, rerun with --vars ''{max_delete_fraction: 1}''.'
+                )
+            when
+                delete_guard.tombstones > 1
+                and delete_guard.tombstones
+                > {{ var('max_tombstone_fraction') | float }} * delete_guard.live_before
+                then error(
+                    'mass-delete guard: this build would tombstone '
+                    || delete_guard.tombstones || ' of ' || delete_guard.live_before
+                    || ' live documents, more than max_tombstone_fraction = '
+                    || '{{ var("max_tombstone_fraction") }}. Nothing was deleted. If the '
+                    || 'feed means it, rerun with --vars ''{max_tombstone_fraction: 1}''.'
                 )
             else true
         end

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
@@ -158,9 +159,17 @@ def run_dbt(
 
 
 def collect(project_dir: Path, db_path: Path, dbt_vars: str | None) -> AlertReport:
-    """Run freshness and the alert tests; build the report from dbt's JSON artifacts."""
+    """Run freshness and the alert tests; build the report from dbt's JSON artifacts.
+
+    The artifacts go to a directory of this run's own, so two alert runs at once (two
+    stores, or a slow run overlapping the next cron tick) never read each other's results.
+    """
+    with tempfile.TemporaryDirectory(prefix="rag-store-alerts-") as scratch:
+        return _collect(project_dir, db_path, dbt_vars, Path(scratch))
+
+
+def _collect(project_dir: Path, db_path: Path, dbt_vars: str | None, target: Path) -> AlertReport:
     report = AlertReport(checked_at=datetime.now(UTC).isoformat(timespec="seconds"))
-    target = project_dir / "target" / "alerts"
     extra = ["--vars", dbt_vars] if dbt_vars else []
     freshness = run_dbt(
         ["source", "freshness", "--select", "source:docs", *extra], project_dir, target
@@ -168,7 +177,6 @@ def collect(project_dir: Path, db_path: Path, dbt_vars: str | None) -> AlertRepo
     sources_json = target / "sources.json"
     if sources_json.exists():
         report.checks.extend(freshness_checks(sources_json))
-        sources_json.unlink()
     else:
         report.checks.append(
             Check("freshness", ERROR, message=_last_lines(freshness, "dbt source freshness"))
@@ -180,7 +188,6 @@ def collect(project_dir: Path, db_path: Path, dbt_vars: str | None) -> AlertRepo
     if run_results.exists():
         checks = test_checks(run_results, db_path)
         report.checks.extend(checks)
-        run_results.unlink()
         if not checks:
             report.checks.append(Check("alert tests", ERROR, message="no alert test ran"))
     else:

@@ -27,8 +27,10 @@ _FENCE = re.compile(r"^\s{0,3}(```|~~~)")
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})[ \t]+(.+?)[ \t#]*$")
 _SENTENCE_END = frozenset(".!?。！？;:")
 
-# Boundary strengths between two adjacent tokens.
-PARAGRAPH, LINE, SENTENCE, WORD, TOKEN = 4, 3, 2, 1, 0
+# Boundary strengths between two adjacent tokens. INSIDE_CHARACTER marks two pieces of one
+# character (a Hangul syllable decomposes into several word pieces): never a cut, or the
+# character would land in two chunks.
+PARAGRAPH, LINE, SENTENCE, WORD, TOKEN, INSIDE_CHARACTER = 4, 3, 2, 1, 0, -1
 
 
 class TokenizerLike(Protocol):
@@ -132,7 +134,9 @@ def _boundary_strengths(text: str, offsets: Sequence[tuple[int, int]]) -> list[i
     for i in range(1, len(offsets)):
         prev_end = offsets[i - 1][1]
         gap = text[prev_end : offsets[i][0]]
-        if gap.count("\n") >= 2:
+        if offsets[i][0] < prev_end:
+            strengths.append(INSIDE_CHARACTER)
+        elif gap.count("\n") >= 2:
             strengths.append(PARAGRAPH)
         elif "\n" in gap:
             strengths.append(LINE)
@@ -149,19 +153,33 @@ def _best_cut(strengths: Sequence[int], start: int, limit: int, floor: int | Non
     """Furthest cut in (floor, limit] of the highest strength present.
 
     `floor` defaults to the middle of the window, so a chunk is at least half full unless the
-    section itself ends sooner.
+    section itself ends sooner. When that range holds only cuts inside a character, the
+    furthest character boundary after `start` is taken instead.
     """
     if floor is None:
         floor = start + (limit - start) // 2
     floor = max(floor, start)
-    best_index, best_strength = limit, -1
+    best_index, best_strength = limit, INSIDE_CHARACTER
     for i in range(limit, floor, -1):
         strength = strengths[i] if i < len(strengths) else PARAGRAPH
         if strength > best_strength:
             best_index, best_strength = i, strength
             if strength == PARAGRAPH:
                 break
+    if best_strength == INSIDE_CHARACTER:
+        return _last_character_boundary(strengths, start, floor)
     return best_index
+
+
+def _last_character_boundary(strengths: Sequence[int], start: int, limit: int) -> int:
+    """Furthest cut in (start, limit] that does not split a character."""
+    for i in range(limit, start, -1):
+        if i >= len(strengths) or strengths[i] > INSIDE_CHARACTER:
+            return i
+    raise ValueError(
+        "a single character has more tokens than the chunk budget; "
+        "raise max_chunk_tokens or shorten the title/headings"
+    )
 
 
 def _overlap_start(strengths: Sequence[int], start: int, end: int, overlap: int) -> int:
@@ -245,7 +263,7 @@ class Chunker:
                 end = (
                     _best_cut(strengths, start, end - 1, floor=start)
                     if end - start > 2
-                    else start + 1
+                    else _last_character_boundary(strengths, start, start + 1)
                 )
             if tokens > self.settings.max_chunk_tokens:
                 raise ValueError(
