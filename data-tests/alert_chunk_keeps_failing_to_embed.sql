@@ -11,7 +11,7 @@ attempts as (
         count(*) filter (where embedding is not null) as vectors,
         max(error) as last_error
     from {{ ref('chunk_embeddings') }}
-    where model_id = rag_model_id({{ rag_store.sql_string(var('embedding_model')) }})
+    where model_id = (select active.model_id from {{ ref('int_active_embedder') }} as active)
     group by chunk_hash
 )
 

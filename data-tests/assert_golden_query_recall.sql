@@ -4,7 +4,6 @@
 -- stores built from other corpora.
 -- Runs after pipeline_health, so a failure here never keeps a build's health row unwritten:
 -- depends_on: {{ ref('pipeline_health_current') }}
-{%- set model_literal = rag_store.sql_string(var('embedding_model')) %}
 
 with
 
@@ -20,6 +19,10 @@ stored_chunks as (
     select * from {{ ref('retrieval_store') }}
 ),
 
+active_embedder as (
+    select * from {{ ref('int_active_embedder') }}
+),
+
 asked as (
     select
         golden_queries.query_id,
@@ -27,9 +30,8 @@ asked as (
         question_vectors.embedding
     from golden_queries
     inner join question_vectors
-        on
-            golden_queries.query_text = question_vectors.query_text
-            and question_vectors.model_id = rag_model_id({{ model_literal }})
+        on golden_queries.query_text = question_vectors.query_text
+    inner join active_embedder on question_vectors.model_id = active_embedder.model_id
     where golden_queries.expected_doc_id in (select stored_chunks.doc_id from stored_chunks)
 ),
 

@@ -6,6 +6,6 @@
     select 1
 {%- else -%}
     delete from {{ ref('chunk_embeddings') }}
-    where model_id != rag_model_id({{ rag_store.sql_string(var('embedding_model')) }})
+    where model_id != (select active.model_id from {{ ref('int_active_embedder') }} as active)
 {%- endif -%}
 {%- endmacro %}

@@ -36,11 +36,10 @@
     'documents_rejected': 'select * from ' ~ schema ~ '.documents_rejected',
     'pipeline_health': 'select * from ' ~ schema ~ '.pipeline_health',
     'embedding_runs': 'select * from ' ~ schema ~ '.embedding_runs',
-    'store_info': 'select rag_model_id(' ~ rag_store.sql_string(var('embedding_model'))
-        ~ ') as model_id, ' ~ rag_store.sql_string(var('embedding_model'))
-        ~ ' as model_reference, ' ~ (var('embedding_dimension') | int)
-        ~ " as dimension, (now() at time zone 'UTC') as published_at, "
-        ~ rag_store.sql_string(fingerprint) ~ " as retrieval_store_fingerprint",
+    'store_info': 'select model_id, model_reference, dimension, '
+        ~ "(now() at time zone 'UTC') as published_at, "
+        ~ rag_store.sql_string(fingerprint) ~ ' as retrieval_store_fingerprint from '
+        ~ schema ~ '.int_active_embedder',
 } -%}
 {%- do run_query("select rag_prepare_export(" ~ rag_store.sql_string(export_dir) ~ ")") -%}
 {%- for name, query in exports.items() -%}

@@ -20,14 +20,12 @@ def model(dbt, session):
     )
     from rag_store.embedding_job import EmbeddingJobConfig, run_embedding_job
 
-    # dbt passes a config key to a Python model only when the model file itself calls
-    # dbt.config.get() with that key as a literal, so each key is read here.
-    settings = {
-        "embedding_model": dbt.config.get("embedding_model"),
-        "embedding_dimension": dbt.config.get("embedding_dimension"),
-        "embedding_batch_size": dbt.config.get("embedding_batch_size"),
-    }
-    config = EmbeddingJobConfig.from_dbt_config(settings.get)
+    # The embedder is the one row of int_active_embedder. dbt passes a config key to a
+    # Python model only when the model file itself calls dbt.config.get() with that key as a
+    # literal, so the batch size is read here.
+    config = EmbeddingJobConfig.from_active_embedder(
+        dbt.ref("int_active_embedder"), dbt.config.get("embedding_batch_size")
+    )
     chunks = dbt.ref("int_document_chunks")
     existing = str(dbt.this) if dbt.is_incremental else None
     schema = f'"{dbt.this.database}"."{dbt.this.schema}"'

@@ -10,12 +10,9 @@ def model(dbt, session):
     dbt.config(materialized="incremental", incremental_strategy="append", full_refresh=False)
     from rag_store.embedding_job import EmbeddingJobConfig, embed_questions
 
-    settings = {
-        "embedding_model": dbt.config.get("embedding_model"),
-        "embedding_dimension": dbt.config.get("embedding_dimension"),
-        "embedding_batch_size": dbt.config.get("embedding_batch_size"),
-    }
-    config = EmbeddingJobConfig.from_dbt_config(settings.get)
+    config = EmbeddingJobConfig.from_active_embedder(
+        dbt.ref("int_active_embedder"), dbt.config.get("embedding_batch_size")
+    )
     questions = dbt.ref("golden_queries")
     documents = dbt.ref("int_documents__latest")
     existing = str(dbt.this) if dbt.is_incremental else None

@@ -1,30 +1,20 @@
-{#- Fails when vectors in `column_name` do not have the embedder's dimension, or when the
-    `embedding_dimension` var disagrees with the embedder. -#}
-{% test embedding_dimension_matches_model(model, column_name, embedder) %}
-{%- set embedder_literal = rag_store.sql_string(embedder) -%}
+{#- Fails for every vector in `column_name` whose dimension is not the active embedder's
+    (int_active_embedder, which itself refuses an embedding_dimension var that disagrees
+    with the model). -#}
+{% test embedding_dimension_matches_model(model, column_name) %}
 with
 
-model_dimension as (
-    select rag_model_dimension({{ embedder_literal }}) as dimension
+active_embedder as (
+    select * from {{ ref('int_active_embedder') }}
 ),
 
 mismatches as (
     select
-        'vector' as kind,
-        len({{ column_name }}::float[]) as observed_dimension,
-        model_dimension.dimension as expected_dimension
-    from {{ model }}
-    cross join model_dimension
-    where len({{ column_name }}::float[]) != model_dimension.dimension
-
-    union all
-
-    select
-        'var embedding_dimension' as kind,
-        {{ var('embedding_dimension') | int }} as observed_dimension,
-        dimension as expected_dimension
-    from model_dimension
-    where dimension != {{ var('embedding_dimension') | int }}
+        len(tested.{{ column_name }}::float[]) as observed_dimension,
+        active_embedder.dimension as expected_dimension
+    from {{ model }} as tested
+    cross join active_embedder
+    where len(tested.{{ column_name }}::float[]) != active_embedder.dimension
 )
 
 select * from mismatches

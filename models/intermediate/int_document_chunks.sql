@@ -12,11 +12,6 @@
     )
 }}
 
-{%- set model_ref = var('embedding_model') | string -%}
-{%- set chunker_args = rag_store.sql_string(model_ref) ~ ", "
-    ~ (var('max_chunk_tokens') | int) ~ ", " ~ (var('chunk_overlap_tokens') | int) ~ ", "
-    ~ rag_store.sql_bool(var('chunk_context_header')) -%}
-
 with
 
 latest_documents as (
@@ -24,7 +19,7 @@ latest_documents as (
 ),
 
 chunker as (
-    select rag_chunker_fingerprint({{ chunker_args }}) as chunker_fingerprint
+    select * from {{ ref('int_active_embedder') }}
 ),
 
 already_chunked as (
@@ -49,7 +44,11 @@ documents_to_chunk as (
         latest_documents.title,
         latest_documents.body,
         latest_documents.content_hash,
-        chunker.chunker_fingerprint
+        chunker.chunker_fingerprint,
+        chunker.model_reference,
+        chunker.max_chunk_tokens,
+        chunker.chunk_overlap_tokens,
+        chunker.chunk_context_header
     from latest_documents
     cross join chunker
     left join already_chunked
@@ -68,7 +67,12 @@ exploded as (
         documents_to_chunk.content_hash,
         documents_to_chunk.chunker_fingerprint,
         unnest(rag_chunk(
-            documents_to_chunk.body, documents_to_chunk.title, {{ chunker_args }}
+            documents_to_chunk.body,
+            documents_to_chunk.title,
+            documents_to_chunk.model_reference,
+            documents_to_chunk.max_chunk_tokens,
+            documents_to_chunk.chunk_overlap_tokens,
+            documents_to_chunk.chunk_context_header
         ), recursive := true)
     from documents_to_chunk
 ),

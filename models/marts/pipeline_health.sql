@@ -32,8 +32,8 @@ rejected_rows as (
     select * from {{ ref('documents_rejected') }}
 ),
 
-active_model as (
-    select rag_model_id({{ rag_store.sql_string(var('embedding_model')) }}) as model_id
+active_embedder as (
+    select * from {{ ref('int_active_embedder') }}
 ),
 
 live_documents as (
@@ -107,7 +107,7 @@ orphan_chunks as (
 failed_chunks as (
     select count(distinct failures.chunk_hash) as failed_chunks
     from chunk_embeddings as failures
-    inner join active_model on failures.model_id = active_model.model_id
+    inner join active_embedder on failures.model_id = active_embedder.model_id
     where
         failures.embedding is null
         and not exists (
@@ -135,7 +135,7 @@ health as (
     select
         '{{ invocation_id }}' as build_id,
         (now() at time zone 'UTC') as measured_at,
-        active_model.model_id,
+        active_embedder.model_id,
         document_summary.live_documents,
         deleted_documents.deleted_documents,
         (select count(*) from stored_chunks) as stored_chunks,
@@ -149,7 +149,7 @@ health as (
         orphan_chunks.orphan_chunks,
         failed_chunks.failed_chunks
     from document_summary
-    cross join active_model
+    cross join active_embedder
     cross join deleted_documents
     cross join orphan_chunks
     cross join failed_chunks

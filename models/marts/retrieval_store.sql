@@ -9,8 +9,6 @@
     )
 }}
 
-{%- set model_ref = var('embedding_model') | string | replace("'", "''") -%}
-
 with
 
 document_chunks as (
@@ -25,8 +23,8 @@ chunk_embeddings as (
     select * from {{ ref('chunk_embeddings') }}
 ),
 
-active_model as (
-    select rag_model_id('{{ model_ref }}') as model_id
+active_embedder as (
+    select * from {{ ref('int_active_embedder') }}
 ),
 
 live_documents as (
@@ -37,7 +35,7 @@ live_documents as (
 active_embeddings as (
     select chunk_embeddings.*
     from chunk_embeddings
-    inner join active_model on chunk_embeddings.model_id = active_model.model_id
+    inner join active_embedder on chunk_embeddings.model_id = active_embedder.model_id
     where chunk_embeddings.embedding is not null
 ),
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -26,13 +25,16 @@ class EmbeddingJobConfig:
     batch_size: int = 32
 
     @classmethod
-    def from_dbt_config(cls, get: Callable[[str], object]) -> EmbeddingJobConfig:
-        model_ref = str(get("embedding_model") or DEFAULT_MODEL)
-        dimension = get("embedding_dimension")
-        batch_size = int(get("embedding_batch_size") or 32)
-        if batch_size < 1:
-            raise ValueError(f"embedding_batch_size must be >= 1, got {batch_size}")
-        return cls(model_ref, int(dimension) if dimension else None, batch_size)
+    def from_active_embedder(
+        cls, active_embedder: duckdb.DuckDBPyRelation, batch_size: object
+    ) -> EmbeddingJobConfig:
+        """The config of a dbt Python model: the embedder from the one row of the
+        int_active_embedder relation, the batch size from the model's config."""
+        model_ref, dimension = active_embedder.select("model_reference, dimension").fetchone()
+        batch = int(batch_size or 32)
+        if batch < 1:
+            raise ValueError(f"embedding_batch_size must be >= 1, got {batch}")
+        return cls(str(model_ref), int(dimension), batch)
 
 
 def output_schema(dimension: int) -> pa.Schema:
