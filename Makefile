@@ -39,7 +39,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/sqlfluff lint models data-tests
-	$(BIN)/sqlfluff lint --templater raw src/rag_store/sql
+	$(BIN)/sqlfluff lint --templater placeholder src/rag_store/sql
 
 # Tests run in one worker process per core (pytest-xdist); tests sharing a module-scoped
 # store are kept on one worker (xdist_group), so the store is built once.

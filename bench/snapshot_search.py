@@ -3,7 +3,7 @@
 search_latency.py times bare SQL expressions over a three-column table. This script times
 the product path instead: a snapshot written by `rag_store.snapshot.publish_snapshot` (the
 function the on-run-end hook calls: float compression off, BM25 index, search macros),
-queried with `rag_store.search.snapshot_vector_search` (the `search_vector` macro with its
+queried with `rag_store.search.vector_search` (the `search_vector` macro with its
 model check, metadata filters and text columns, results fetched into Python).
 
 The store is synthetic: N chunks of ~40 words each, ten per document, with L2-normalised
@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rag_store.search import Filters, snapshot_vector_search
+from rag_store.search import Filters, vector_search
 from rag_store.snapshot import publish_snapshot
 
 DIMENSION = 384
@@ -151,7 +151,7 @@ def time_queries(conn, queries: np.ndarray, warmup: int, filters: Filters) -> li
     timings = []
     for number, vector in enumerate(queries):
         started = time.perf_counter()
-        hits = snapshot_vector_search(conn, vector, MODEL_ID, 10, filters)
+        hits = vector_search(conn, vector, MODEL_ID, 10, filters)
         elapsed = (time.perf_counter() - started) * 1000
         if len(hits) != 10:
             raise RuntimeError(f"expected 10 hits, got {len(hits)}")

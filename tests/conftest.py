@@ -37,6 +37,9 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 BIN = Path(sys.executable).parent
 
+# The fake embedder for tests about rows, not vector quality: deterministic, and no torch.
+HASH_EMBEDDER = {"embedding_model": "hash:all-MiniLM-L6-v2"}
+
 
 @dataclass
 class DbtResult:
@@ -73,7 +76,16 @@ class DbtProject:
         for file in files:
             shutil.copy(file, self.feed_dir / file.name)
 
-    def env(self) -> dict:
+    def feed_vars(self, vars: dict | None = None) -> dict:
+        """The dbt vars for this project: its feed, then `self.vars`, then `vars`."""
+        return {"document_feed": f"{self.feed_dir}/*.jsonl", **self.vars, **(vars or {})}
+
+    def project_options(self, vars: dict | None = None) -> list[str]:
+        """`--project-dir` and `--vars`, as both dbt and `rag-store alerts` take them."""
+        return ["--project-dir", str(REPO), "--vars", json.dumps(self.feed_vars(vars))]
+
+    def env(self, extra: dict[str, str | None] | None = None) -> dict:
+        """The environment every dbt and rag-store run gets; `extra` adds (None: unsets)."""
         env = dict(os.environ)
         env.update(
             RAG_STORE_DB=str(self.db),
@@ -81,22 +93,21 @@ class DbtProject:
             DBT_SEND_ANONYMOUS_USAGE_STATS="False",
             HF_HUB_OFFLINE="1",
         )
+        for name, value in (extra or {}).items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
         return env
 
     def command(self, *args: str, vars: dict | None = None) -> list[str]:
         """The dbt command line for this project (its feed, database, target and logs)."""
-        all_vars = {"document_feed": f"{self.feed_dir}/*.jsonl", **self.vars, **(vars or {})}
         return [
             str(BIN / "dbt"),
             *args,
-            "--project-dir",
-            str(REPO),
-            "--target-path",
-            str(self.root / "target"),
-            "--log-path",
-            str(self.root / "logs"),
-            "--vars",
-            json_dumps(all_vars),
+            *self.project_options(vars),
+            *("--target-path", str(self.root / "target")),
+            *("--log-path", str(self.root / "logs")),
         ]
 
     def dbt(self, *args: str, vars: dict | None = None, check: bool = True) -> DbtResult:
@@ -109,6 +120,34 @@ class DbtProject:
             raise AssertionError(f"dbt {' '.join(args)} failed:\n{result.output[-6000:]}")
         return result
 
+    def start_dbt(self, *args: str, vars: dict | None = None) -> subprocess.Popen:
+        """Start dbt without waiting; stdout and stderr come as one text stream."""
+        return subprocess.Popen(
+            self.command(*args, vars=vars),
+            cwd=REPO,
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def rag_store(
+        self,
+        *args: str,
+        db: Path | None = None,
+        env_extra: dict[str, str | None] | None = None,
+        timeout: float = 300,
+    ) -> subprocess.CompletedProcess:
+        """`rag-store ARGS --db DB` (default: this project's database), in its environment."""
+        return subprocess.run(
+            [str(BIN / "rag-store"), *args, "--db", str(db or self.db)],
+            cwd=REPO,
+            env=self.env(env_extra),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
     def build(self, **kwargs) -> DbtResult:
         return self.dbt("build", **kwargs)
 
@@ -120,10 +159,6 @@ class DbtProject:
         """Order-sensitive digest of every column of `table`."""
         rows = self.query(f"select * from {table} order by chunk_id")
         return hashlib.sha256(repr(rows).encode("utf-8")).hexdigest()
-
-
-def json_dumps(value) -> str:
-    return json.dumps(value)
 
 
 @pytest.fixture

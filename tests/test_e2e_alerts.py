@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-from conftest import BIN, REPO, DbtProject, document, write_feed
+from conftest import HASH_EMBEDDER, DbtProject, document, write_feed
 
 from rag_store.embedding import HASH_FAILURE_MARKER
 
 pytestmark = pytest.mark.e2e
-
-FAKE = {"embedding_model": "hash:all-MiniLM-L6-v2"}
 
 
 def hours_ago(hours: float) -> str:
@@ -70,20 +67,12 @@ def receiver():
 
 
 def alerts(project: DbtProject, *args: str, webhook: str | None = None):
-    env = project.env()
-    env.pop("RAG_STORE_ALERT_WEBHOOK", None)
-    if webhook:
-        env["RAG_STORE_ALERT_WEBHOOK"] = webhook
-    feed_vars = {"document_feed": f"{project.feed_dir}/*.jsonl", **project.vars}
-    return subprocess.run(
-        [
-            *(str(BIN / "rag-store"), "alerts", "--project-dir", str(REPO)),
-            *("--db", str(project.db), "--vars", json.dumps(feed_vars), *args),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
+    """`rag-store alerts` on `project`; only `webhook` (if any) is the alert webhook."""
+    return project.rag_store(
+        "alerts",
+        *project.project_options(),
+        *args,
+        env_extra={"RAG_STORE_ALERT_WEBHOOK": webhook or None},
         timeout=600,
     )
 
@@ -93,7 +82,7 @@ def problem_lines(completed) -> list[str]:
 
 
 def test_clean_state_exits_zero_and_posts_an_ok_payload(dbt_project, receiver):
-    dbt_project.vars = dict(FAKE)
+    dbt_project.vars = dict(HASH_EMBEDDER)
     write_feed(dbt_project, "1.jsonl", [fresh("a", "Alpha."), fresh("b", "Beta.")])
     dbt_project.build()
     completed = alerts(dbt_project, webhook=receiver.url)
@@ -107,7 +96,7 @@ def test_clean_state_exits_zero_and_posts_an_ok_payload(dbt_project, receiver):
 
 
 def test_stale_feed_warns_with_observed_age_and_thresholds(dbt_project, receiver):
-    dbt_project.vars = dict(FAKE)
+    dbt_project.vars = dict(HASH_EMBEDDER)
     write_feed(dbt_project, "1.jsonl", [fresh("a", "Alpha.", loaded_hours_ago=30)])
     dbt_project.build()
     completed = alerts(dbt_project, "--format", "json", webhook=receiver.url)
@@ -124,7 +113,7 @@ def test_stale_feed_warns_with_observed_age_and_thresholds(dbt_project, receiver
 
 
 def test_lagging_pipeline_reports_unprocessed_rows(dbt_project):
-    dbt_project.vars = dict(FAKE)
+    dbt_project.vars = dict(HASH_EMBEDDER)
     write_feed(dbt_project, "1.jsonl", [fresh("a", "Alpha.", loaded_hours_ago=3)])
     dbt_project.build()
     # A delivery lands after the build and no build follows.
@@ -139,7 +128,7 @@ def test_lagging_pipeline_reports_unprocessed_rows(dbt_project):
 
 
 def test_coverage_gap_is_an_error(dbt_project):
-    dbt_project.vars = dict(FAKE)
+    dbt_project.vars = dict(HASH_EMBEDDER)
     poisoned = f"Cannot embed {HASH_FAILURE_MARKER}."
     write_feed(dbt_project, "1.jsonl", [fresh("a", "Alpha."), fresh("b", poisoned)])
     dbt_project.build(check=False)
@@ -152,7 +141,7 @@ def test_coverage_gap_is_an_error(dbt_project):
 
 
 def test_unreachable_webhook_is_reported_not_fatal_and_history_grows(dbt_project):
-    dbt_project.vars = dict(FAKE)
+    dbt_project.vars = dict(HASH_EMBEDDER)
     write_feed(dbt_project, "1.jsonl", [fresh("a", "Alpha.")])
     dbt_project.build()
     with socket.socket() as probe:

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 
 import duckdb
 import pytest
-from conftest import BIN, REPO, DbtProject, document, long_body, write_feed
+from conftest import HASH_EMBEDDER, DbtProject, document, long_body, write_feed
 
 from rag_store.embedding import HASH_FAILURE_MARKER
 
 pytestmark = pytest.mark.e2e
-
-FAKE = {"embedding_model": "hash:all-MiniLM-L6-v2"}
 
 
 def rejects(project: DbtProject) -> dict[str, str | None]:
@@ -28,7 +25,7 @@ def rejects(project: DbtProject) -> dict[str, str | None]:
 
 
 def test_every_reject_reason_lands_in_documents_rejected(dbt_project):
-    dbt_project.vars = dict(FAKE)
+    dbt_project.vars = dict(HASH_EMBEDDER)
     good = [document("good/one", "Fine text."), document("good/two", "Also fine.")]
     bad = [
         document("", "No id."),
@@ -82,7 +79,7 @@ def test_mass_delete_guard_stops_the_build_and_deletes_nothing(dbt_project):
     docs.mkdir()
     for number in range(5):
         (docs / f"doc{number}.md").write_text(f"# Doc {number}\n\nBody {number}.\n")
-    dbt_project.vars = {**FAKE, "document_feed": "", "document_dir": str(docs)}
+    dbt_project.vars = {**HASH_EMBEDDER, "document_feed": "", "document_dir": str(docs)}
     dbt_project.build()
     before = dbt_project.checksum()
     for number in range(5):
@@ -100,7 +97,7 @@ def test_mass_delete_guard_stops_the_build_and_deletes_nothing(dbt_project):
 
 
 def test_tombstone_guard_has_its_own_looser_threshold(dbt_project):
-    dbt_project.vars = dict(FAKE)
+    dbt_project.vars = dict(HASH_EMBEDDER)
     names = [f"doc{number}" for number in range(5)]
     write_feed(dbt_project, "1.jsonl", [document(name, f"Body of {name}.") for name in names])
     dbt_project.build()
@@ -131,7 +128,7 @@ def test_tombstone_guard_has_its_own_looser_threshold(dbt_project):
 
 
 def test_embedding_failures_are_recorded_retried_and_reported(dbt_project):
-    dbt_project.vars = dict(FAKE)
+    dbt_project.vars = dict(HASH_EMBEDDER)
     poisoned = f"This text cannot be embedded {HASH_FAILURE_MARKER}."
     write_feed(dbt_project, "1.jsonl", [document("ok", "Healthy text."), document("bad", poisoned)])
     first = dbt_project.build(check=False)
@@ -167,7 +164,7 @@ def test_embedding_failures_are_recorded_retried_and_reported(dbt_project):
 
 
 def test_a_second_writer_fails_fast_and_changes_nothing(dbt_project):
-    dbt_project.vars = dict(FAKE)
+    dbt_project.vars = dict(HASH_EMBEDDER)
     write_feed(dbt_project, "1.jsonl", [document("a", "Text.")])
     dbt_project.build()
     before = dbt_project.checksum()
@@ -194,7 +191,7 @@ NASTY_QUERIES = [
 
 @pytest.mark.parametrize("question", NASTY_QUERIES)
 def test_query_text_is_text_in_macros_and_cli(dbt_project, question):
-    dbt_project.vars = dict(FAKE)
+    dbt_project.vars = dict(HASH_EMBEDDER)
     write_feed(dbt_project, "1.jsonl", [document("a", "Text about weather.")])
     dbt_project.build()
     operation = dbt_project.dbt(
@@ -204,16 +201,8 @@ def test_query_text_is_text_in_macros_and_cli(dbt_project, question):
         json.dumps({"query": question, "k": 1}, ensure_ascii=False),
     )
     assert "a  [-]" in operation.output
-    cli = subprocess.run(
-        [
-            *(str(BIN / "rag-store"), "search", question, "--json"),
-            *("--db", str(dbt_project.db), "--model", FAKE["embedding_model"]),
-        ],
-        cwd=REPO,
-        env=dbt_project.env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    cli = dbt_project.rag_store(
+        "search", question, "--json", "--model", HASH_EMBEDDER["embedding_model"]
     )
     assert cli.returncode == 0, cli.stderr
     assert json.loads(cli.stdout)["question"] == question
@@ -223,7 +212,7 @@ def test_query_text_is_text_in_macros_and_cli(dbt_project, question):
 def test_token_counts_are_rechecked_unless_already_published(dbt_project):
     """The recount test skips only rows whose (chunk_hash, token_count) retrieval_store
     already holds, so a stored count that drifts from its text is still caught."""
-    dbt_project.vars = dict(FAKE)
+    dbt_project.vars = dict(HASH_EMBEDDER)
     write_feed(dbt_project, "1.jsonl", [document("a", long_body(3)), document("b", "Short.")])
     dbt_project.build()
     select = ["--select", "int_document_chunks,test_name:within_model_window"]

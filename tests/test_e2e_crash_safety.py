@@ -8,23 +8,12 @@ import time
 
 import numpy as np
 import pytest
-from conftest import REPO, DbtProject, document, long_body, write_feed
+from conftest import HASH_EMBEDDER, REPO, DbtProject, document, long_body, write_feed
 
 # One worker builds this module's shared store once (pytest-xdist, --dist loadgroup).
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("test_e2e_crash_safety")]
 
 SAMPLE = REPO / "data" / "sample_feed" / "2026-10-01_initial.jsonl"
-
-
-def start_build(project: DbtProject) -> subprocess.Popen:
-    return subprocess.Popen(
-        project.command("build"),
-        cwd=REPO,
-        env=project.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def kill_when(process: subprocess.Popen, marker: str, timeout: float = 600) -> str:
@@ -74,7 +63,7 @@ def test_kill_mid_embedding_then_rebuild_reuses_vectors(tmp_path, sample_subset)
 
     crashed = DbtProject(tmp_path / "crashed")
     crashed.deliver(sample_subset)
-    output = kill_when(start_build(crashed), "vectors saved")
+    output = kill_when(crashed.start_dbt("build"), "vectors saved")
     saved, total = output.split("checkpoint ")[-1].split(" ")[0].split("/")
     assert 0 < int(saved) < int(total)
 
@@ -101,7 +90,6 @@ def test_kill_mid_embedding_then_rebuild_reuses_vectors(tmp_path, sample_subset)
     ],
 )
 def test_kill_during_any_step_leaves_a_store_the_next_build_repairs(tmp_path, marker):
-    fake = {"embedding_model": "hash:all-MiniLM-L6-v2"}
     batches = [
         [document("a", long_body(4)), document("b", long_body(2)), document("c", "Short.")],
         [
@@ -110,14 +98,14 @@ def test_kill_during_any_step_leaves_a_store_the_next_build_repairs(tmp_path, ma
             document("d", long_body(3), updated_at="2026-06-01T00:00:00Z"),
         ],
     ]
-    clean = DbtProject(tmp_path / "clean", dict(fake))
-    crashed = DbtProject(tmp_path / "crashed", dict(fake))
+    clean = DbtProject(tmp_path / "clean", dict(HASH_EMBEDDER))
+    crashed = DbtProject(tmp_path / "crashed", dict(HASH_EMBEDDER))
     for project in (clean, crashed):
         write_feed(project, "1.jsonl", batches[0])
         project.build()
         write_feed(project, "2.jsonl", batches[1])
     clean.build()
 
-    kill_when(start_build(crashed), marker)
+    kill_when(crashed.start_dbt("build"), marker)
     crashed.build()
     assert_same_store(crashed, clean)

@@ -13,7 +13,7 @@ import shutil
 import time
 
 import pytest
-from conftest import DbtProject, document, long_body, write_feed
+from conftest import HASH_EMBEDDER, DbtProject, document, long_body, write_feed
 
 pytestmark = pytest.mark.e2e
 
@@ -177,7 +177,7 @@ def test_chunker_settings_change_rechunks_every_document(dbt_project):
 
 def test_model_switch_is_all_or_nothing_and_prunes_unless_kept(dbt_project):
     write_feed(dbt_project, "1.jsonl", [document("a", long_body(3)), document("b", "Short.")])
-    dbt_project.vars = {"embedding_model": "hash:all-MiniLM-L6-v2"}
+    dbt_project.vars = dict(HASH_EMBEDDER)
     dbt_project.build()
     (old_model,) = dbt_project.query("select distinct model_id from retrieval_store")[0]
 
@@ -274,7 +274,7 @@ def keyword_top(project: DbtProject, question: str) -> list[str]:
 
 
 def test_keyword_index_is_rebuilt_only_when_the_indexed_text_changes(dbt_project):
-    dbt_project.vars = {"embedding_model": "hash:all-MiniLM-L6-v2"}
+    dbt_project.vars = dict(HASH_EMBEDDER)
     current = "keyword index of retrieval_store is current"
     write_feed(dbt_project, "1.jsonl", [document("a", "Whales sing."), document("b", "Owls hoot.")])
     assert current not in dbt_project.build().output

@@ -14,13 +14,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-from conftest import DbtProject, document, long_body, write_feed
+from conftest import HASH_EMBEDDER, DbtProject, document, long_body, write_feed
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 pytestmark = pytest.mark.e2e
 
-FAKE_EMBEDDER = {"embedding_model": "hash:all-MiniLM-L6-v2"}
 DOC_IDS = ["alpha", "beta", "gamma", "delta"]
 EPOCH = datetime(2026, 1, 1)
 # The project's default (dbt_project.yml); the test passes it explicitly so it models the
@@ -110,7 +109,7 @@ EVERYTHING_TOMBSTONED = [
 @example(history=EVERYTHING_TOMBSTONED)
 def test_incremental_equals_full_rebuild_after_every_batch(tmp_path_factory, history):
     guard = {"max_tombstone_fraction": TOMBSTONE_FRACTION}
-    incremental = DbtProject(tmp_path_factory.mktemp("incremental"), {**FAKE_EMBEDDER, **guard})
+    incremental = DbtProject(tmp_path_factory.mktemp("incremental"), {**HASH_EMBEDDER, **guard})
     state: dict = {}
     live: set[str] = set()
     for number, rows in enumerate(materialise(history)):
@@ -132,7 +131,7 @@ def test_incremental_equals_full_rebuild_after_every_batch(tmp_path_factory, his
             doc_id for (doc_id,) in incremental.query("select distinct doc_id from retrieval_store")
         }
         assert live_stored == live
-        rebuilt = DbtProject(tmp_path_factory.mktemp("rebuilt"), dict(FAKE_EMBEDDER))
+        rebuilt = DbtProject(tmp_path_factory.mktemp("rebuilt"), dict(HASH_EMBEDDER))
         rebuilt.deliver(*sorted(incremental.feed_dir.glob("*.jsonl")))
         rebuilt.build()
         assert comparable_store(incremental) == comparable_store(rebuilt)

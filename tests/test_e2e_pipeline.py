@@ -10,7 +10,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import BIN, FIXTURES, REPO, DbtProject
+from conftest import FIXTURES, DbtProject
 
 # One worker builds this module's shared store once (pytest-xdist, --dist loadgroup).
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("test_e2e_pipeline")]
@@ -172,30 +172,19 @@ def test_cli_refuses_a_query_model_that_differs_from_the_store(built, tmp_path, 
     other = tmp_path / "other-model"
     shutil.copytree(default_info.path, other)
     (other / "sentence_bert_config.json").write_text('{"max_seq_length": 128}')
-    completed = run_cli(project, "search", "anything", "--model", str(other))
+    completed = project.rag_store("search", "anything", "--model", str(other))
     assert completed.returncode == 2
     assert "not comparable" in completed.stderr
-
-
-def run_cli(project: DbtProject, *args: str, db=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(BIN / "rag-store"), *args, "--db", str(db or project.db)],
-        cwd=REPO,
-        env=project.env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def search_cli(project: DbtProject, *args: str) -> subprocess.CompletedProcess:
     """`rag-store search` against the project's published snapshot."""
     from rag_store.snapshot import default_snapshot_path
 
-    return run_cli(project, *args, db=default_snapshot_path(project.db))
+    return project.rag_store(*args, db=default_snapshot_path(project.db))
 
 
 def search_json(project: DbtProject, question: str, k: int = 5) -> list[dict]:
-    completed = run_cli(project, "search", question, "--k", str(k), "--json")
+    completed = project.rag_store("search", question, "--k", str(k), "--json")
     assert completed.returncode == 0, completed.stderr
     return json.loads(completed.stdout)["hits"]

@@ -7,12 +7,12 @@ import json
 
 import duckdb
 import pytest
-from conftest import FIXTURES, DbtProject, document, write_feed
-from test_e2e_crash_safety import start_build
+from conftest import FIXTURES, HASH_EMBEDDER, DbtProject, document, write_feed
 from test_e2e_pipeline import search_cli
 
+from rag_store.duckdb_ext import load_extension
 from rag_store.embedding import HASH_FAILURE_MARKER
-from rag_store.snapshot import default_snapshot_path, load_extension
+from rag_store.snapshot import default_snapshot_path
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +26,7 @@ def test_snapshot_is_searchable_while_a_build_writes_the_main_file(dbt_project):
     dbt_project.build()
     write_feed(dbt_project, "2.jsonl", [document("new/doc", "Whales sing in cold oceans.")])
 
-    build = start_build(dbt_project)
+    build = dbt_project.start_dbt("build")
     for line in build.stdout:
         if "START python incremental model main.chunk_embeddings" in line:
             break
@@ -76,7 +76,7 @@ def _shared_store(tmp_path_factory) -> DbtProject:
 
 
 def test_a_failed_build_keeps_the_previous_snapshot(dbt_project):
-    dbt_project.vars = {"embedding_model": "hash:all-MiniLM-L6-v2"}
+    dbt_project.vars = dict(HASH_EMBEDDER)
     write_feed(dbt_project, "1.jsonl", [document("a", "Alpha.")])
     dbt_project.build()
     snapshot = snapshot_of(dbt_project)
@@ -118,7 +118,7 @@ def test_bf16_precision_is_a_model_switch_and_search_follows_the_snapshot(dbt_pr
 
 
 def test_an_unchanged_store_keeps_its_snapshot_copy_and_index(dbt_project):
-    dbt_project.vars = {"embedding_model": "hash:all-MiniLM-L6-v2"}
+    dbt_project.vars = dict(HASH_EMBEDDER)
     kept = "retrieval_store unchanged: kept with its index"
     write_feed(dbt_project, "1.jsonl", [document("a", "Whales sing."), document("b", "Owls hoot.")])
     assert kept not in dbt_project.build().output

@@ -8,7 +8,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from rag_store.snapshot import install_search_macros
+from rag_store.search_macros import StoreLayout, install
 
 MODEL = "tiny-model@000/d3/l2/w16"
 ROWS = [
@@ -53,17 +53,18 @@ ROWS = [
 def store():
     conn = duckdb.connect()
     conn.execute(
-        "create table retrieval_store (chunk_id varchar, doc_id varchar, title varchar, "
+        "create table retrieval_store (chunk_id varchar, doc_id varchar, chunk_index integer, "
+        "title varchar, "
         "heading_path varchar, chunk_text varchar, source_uri varchar, "
         "doc_updated_at timestamp, model_id varchar, embedding float[3])"
     )
     for chunk_id, doc_id, title, heading, text, uri, updated, vector in ROWS:
         conn.execute(
-            "insert into retrieval_store values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "insert into retrieval_store values (?, ?, 0, ?, ?, ?, ?, ?, ?, ?)",
             [chunk_id, doc_id, title, heading, text, uri, updated, MODEL, vector],
         )
     conn.execute(f"create table store_info as select '{MODEL}' as model_id, 3 as dimension")
-    install_search_macros(conn)
+    install(conn, StoreLayout(), dimension=3)
     yield conn
     conn.close()
 

@@ -66,7 +66,8 @@ exploded as (
         documents_to_chunk.doc_id,
         documents_to_chunk.content_hash,
         documents_to_chunk.chunker_fingerprint,
-        unnest(rag_chunk(
+        -- the struct expands into its fields: no alias is possible
+        unnest(rag_chunk(  -- noqa: AL03
             documents_to_chunk.body,
             documents_to_chunk.title,
             documents_to_chunk.model_reference,

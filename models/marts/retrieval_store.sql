@@ -5,6 +5,7 @@
         post_hook=[
             "{{ rag_store.prune_other_model_embeddings() }}",
             "{{ rag_store.create_keyword_index(this) }}",
+            "{{ rag_store.install_search_macros(this) }}",
         ],
     )
 }}

@@ -114,6 +114,18 @@ def rag_prepare_export(export_dir):
     return prepare_export(export_dir)
 
 
+def rag_search_macros_sql(schema, store, embedder, dimension):
+    from rag_store.search_macros import install_sql_json
+
+    return install_sql_json(schema, store, embedder, dimension)
+
+
+def rag_keyword_index_sql(schema, store):
+    from rag_store.search_macros import keyword_index_sql_for
+
+    return keyword_index_sql_for(schema, store)
+
+
 _SIDE_EFFECTS = {"rag_prepare_export", "rag_publish_snapshot", "rag_snapshot_is_current"}
 _ARROW = {"rag_count_tokens"}
 
@@ -149,6 +161,13 @@ def register_udfs(conn: duckdb.DuckDBPyConnection) -> None:
         ("rag_count_tokens", rag_count_tokens, ["VARCHAR", "VARCHAR"], "INTEGER"),
         ("rag_embed", rag_embed, ["VARCHAR", "VARCHAR"], "FLOAT[]"),
         ("rag_prepare_export", rag_prepare_export, ["VARCHAR"], "VARCHAR"),
+        (
+            "rag_search_macros_sql",
+            rag_search_macros_sql,
+            ["VARCHAR", "VARCHAR", "VARCHAR", "INTEGER"],
+            "VARCHAR",
+        ),
+        ("rag_keyword_index_sql", rag_keyword_index_sql, ["VARCHAR", "VARCHAR"], "VARCHAR"),
         (
             "rag_snapshot_is_current",
             rag_snapshot_is_current,
@@ -218,7 +237,7 @@ class Plugin(BasePlugin):
             check_single_writer(str(path))
 
     def configure_connection(self, conn: duckdb.DuckDBPyConnection) -> None:
-        from rag_store.snapshot import load_extension
+        from rag_store.duckdb_ext import load_extension
 
         register_udfs(conn)
         create_sql_macros(conn)

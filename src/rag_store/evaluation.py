@@ -139,34 +139,28 @@ def evaluate(
 
     from rag_store.embedder_info import embedder_info
     from rag_store.embedding import embed_texts
-    from rag_store.search import vector_literal
-    from rag_store.snapshot import load_extension
+    from rag_store.search import call_search_macro
 
     query_ids = sorted(collection.queries)
     texts = [collection.queries[qid] for qid in query_ids]
     vectors = embed_texts(texts, model_ref)
     model_id = embedder_info(model_ref).model_id
-    statements = {
-        "vector": "select doc_id from search_vector($vector, $model_id, k := $k)",
-        "keyword": "select doc_id from search_keyword($text, k := $k)",
-        "hybrid": "select doc_id from search_hybrid($text, $vector, $model_id, k := $k)",
-    }
     results: dict[str, dict[str, float]] = {}
     with duckdb.connect(str(snapshot), read_only=True) as conn:
-        load_extension(conn, "fts")
-        for mode, sql in statements.items():
+        for mode in ("vector", "keyword", "hybrid"):
             ndcgs, recalls = [], []
             started = time.perf_counter()
             for qid, text, vector in zip(query_ids, texts, vectors, strict=True):
-                params = {
-                    "text": text,
-                    "vector": vector_literal(vector),
-                    "model_id": model_id,
-                    "k": depth,
-                }
-                needed = {name for name in params if f"${name}" in sql}
-                rows = conn.execute(sql, {n: params[n] for n in needed}).fetchall()
-                ranked = documents_from_chunks([row[0] for row in rows])
+                hits = call_search_macro(
+                    conn,
+                    mode,
+                    depth,
+                    query_text=text,
+                    query_vector=vector,
+                    model_id=model_id,
+                    schema="main",
+                )
+                ranked = documents_from_chunks([hit.doc_id for hit in hits])
                 ndcgs.append(ndcg_at(ranked, collection.qrels[qid]))
                 recalls.append(recall_at(ranked, collection.qrels[qid]))
             elapsed = time.perf_counter() - started

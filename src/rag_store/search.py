@@ -1,8 +1,9 @@
-"""Search a retrieval store from Python, with no dbt involved.
+"""Search a retrieval store from Python, with no dbt involved: a thin caller of the search
+table macros (sql/search.sql) installed in the store.
 
-By default the published read-only snapshot is searched (it has the BM25 index and the
-search table macros, and never blocks or is blocked by a running build); the main database
-file works too, for vector search only.
+By default the published read-only snapshot is searched (it never blocks or is blocked by a
+running build); the main database file works too, between builds, since every build
+installs the same macros and BM25 index there.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from pathlib import Path
 
 import duckdb
 
+from rag_store.duckdb_ext import load_extension
 from rag_store.embedder_info import DEFAULT_MODEL, embedder_info
-from rag_store.snapshot import default_snapshot_path, load_extension
+from rag_store.snapshot import default_snapshot_path
 
 DEFAULT_DB = "warehouse/rag_store.duckdb"
 MODES = ("vector", "keyword", "hybrid")
@@ -87,29 +89,47 @@ def open_store(db_path: str | os.PathLike) -> duckdb.DuckDBPyConnection:
         ) from exc
 
 
-def is_snapshot(conn: duckdb.DuckDBPyConnection) -> bool:
+def store_schema(conn: duckdb.DuckDBPyConnection) -> str:
+    """The schema holding retrieval_store and its search macros ("main" in a snapshot, the
+    dbt target's schema in the main database)."""
+    rows = conn.execute(
+        "select schema_name from duckdb_tables() where table_name = 'retrieval_store' "
+        "and database_name = current_database() order by schema_name = 'main' desc"
+    ).fetchall()
+    if not rows:
+        raise SearchError("the database has no retrieval_store table; run `dbt build`")
+    schema = rows[0][0]
     found = conn.execute(
-        "select count(*) from duckdb_tables() where table_name = 'store_info'"
-    ).fetchone()
-    return bool(found[0])
+        "select count(*) from duckdb_functions() where function_name = 'search_vector' "
+        "and schema_name = $schema and database_name = current_database()",
+        {"schema": schema},
+    ).fetchone()[0]
+    if not found:
+        raise SearchError(
+            "the store has no search macros (it was built by an older rag-store); "
+            "run `dbt build` again"
+        )
+    return schema
 
 
 def store_model_ids(conn: duckdb.DuckDBPyConnection) -> list[str]:
-    try:
-        rows = conn.execute("select distinct model_id from retrieval_store").fetchall()
-    except duckdb.CatalogException as exc:
-        raise SearchError("the database has no retrieval_store table; run `dbt build`") from exc
+    schema = store_schema(conn)
+    rows = conn.execute(f'select distinct model_id from "{schema}".retrieval_store').fetchall()
     return sorted(row[0] for row in rows)
 
 
 def store_model_reference(conn: duckdb.DuckDBPyConnection) -> str | None:
-    """The embedder reference a snapshot was published with (None for the main database
-    file, or a snapshot published before the column existed)."""
-    try:
-        row = conn.execute("select model_reference from store_info").fetchone()
-    except duckdb.Error:
-        return None
-    return row[0] if row and row[0] else None
+    """The embedder reference the store was built with: store_info in a snapshot,
+    int_active_embedder in the main database (None when neither says)."""
+    schema = store_schema(conn)
+    for relation in ("store_info", "int_active_embedder"):
+        try:
+            row = conn.execute(f'select model_reference from "{schema}".{relation}').fetchone()
+        except duckdb.Error:
+            continue
+        if row and row[0]:
+            return row[0]
+    return None
 
 
 def check_model(conn: duckdb.DuckDBPyConnection, model_ref: str) -> str:
@@ -135,35 +155,46 @@ _FILTER_ARGS = (
     "source_uri_like := $source_uri_like, updated_after := $updated_after, "
     "updated_before := $updated_before"
 )
+# How each mode calls its table macro; nothing here states a filter or a fusion.
+_MACRO_CALLS = {
+    "vector": "search_vector($query_vector, $model_id, k := $k, {filters})",
+    "keyword": "search_keyword($query_text, k := $k, {filters})",
+    "hybrid": "search_hybrid($query_text, $query_vector, $model_id, k := $k, {filters})",
+}
+
+
+def call_search_macro(
+    conn: duckdb.DuckDBPyConnection,
+    mode: str,
+    k: int,
+    query_text: str | None = None,
+    query_vector=None,
+    model_id: str | None = None,
+    filters: Filters | None = None,
+    schema: str | None = None,
+) -> list[Hit]:
+    """Run one mode's search table macro and return ranked hits."""
+    schema = schema or store_schema(conn)
+    if mode != "vector":
+        load_extension(conn, "fts")
+    call = _MACRO_CALLS[mode].format(filters=_FILTER_ARGS)
+    sql = f'select {_COLUMNS} from "{schema}".{call}'
+    params = {
+        "query_text": query_text,
+        "query_vector": None if query_vector is None else vector_literal(query_vector),
+        "model_id": model_id,
+        "k": k,
+        **(filters or Filters()).params(),
+    }
+    used = {name: value for name, value in params.items() if f"${name}" in sql}
+    try:
+        return _hits(conn.execute(sql, used).fetchall())
+    except duckdb.Error as exc:
+        raise SearchError(f"search failed: {exc}") from exc
 
 
 def _hits(rows) -> list[Hit]:
     return [Hit(rank, float(row[0]), *row[1:]) for rank, row in enumerate(rows, start=1)]
-
-
-def vector_search(
-    conn: duckdb.DuckDBPyConnection,
-    query_vector,
-    k: int = 10,
-    filters: Filters | None = None,
-) -> list[Hit]:
-    """Top-k by cosine similarity on any store file (snapshot or main database)."""
-    vector = [float(x) for x in query_vector]
-    params = {"query_vector": vector_literal(vector), "k": k, **(filters or Filters()).params()}
-    sql = f"""
-        select
-            array_cosine_similarity(embedding, $query_vector::float[{len(vector)}]) as score,
-            chunk_id, doc_id, title, heading_path, chunk_text, source_uri
-        from retrieval_store
-        where
-            coalesce(doc_id like $doc_id_like, false)
-            and coalesce(title like $title_like, $title_like = '%')
-            and coalesce(source_uri like $source_uri_like, $source_uri_like = '%')
-            and doc_updated_at between $updated_after::timestamp and $updated_before::timestamp
-        order by score desc, chunk_id asc
-        limit $k
-    """
-    return _run(conn, sql, params)
 
 
 def vector_literal(vector) -> str:
@@ -172,12 +203,18 @@ def vector_literal(vector) -> str:
     return "[" + ", ".join(repr(float(x)) for x in vector) + "]"
 
 
-def _run(conn, sql: str, params: dict) -> list[Hit]:
-    used = {name: value for name, value in params.items() if f"${name}" in sql}
-    try:
-        return _hits(conn.execute(sql, used).fetchall())
-    except duckdb.Error as exc:
-        raise SearchError(f"search failed: {exc}") from exc
+def vector_search(
+    conn: duckdb.DuckDBPyConnection,
+    query_vector,
+    model_id: str,
+    k: int = 10,
+    filters: Filters | None = None,
+) -> list[Hit]:
+    """Top-k through the store's `search_vector` macro: exact, inner product on the
+    normalised query, refusing a vector of another model_id."""
+    return call_search_macro(
+        conn, "vector", k, query_vector=query_vector, model_id=model_id, filters=filters
+    )
 
 
 def search(conn: duckdb.DuckDBPyConnection, query: Query) -> list[Hit]:
@@ -187,52 +224,25 @@ def search(conn: duckdb.DuckDBPyConnection, query: Query) -> list[Hit]:
         raise SearchError(f"k must be a positive integer, got {query.k}")
     if query.mode not in MODES:
         raise SearchError(f"mode must be one of {', '.join(MODES)}, got {query.mode!r}")
-    snapshot = is_snapshot(conn)
-    if query.mode != "vector" and not snapshot:
-        raise SearchError(
-            f"{query.mode} search needs the published snapshot (it holds the BM25 index); "
-            "pass --db with the *_snapshot.duckdb file"
-        )
-    params = {"query_text": query.text, "k": query.k, **query.filters.params()}
+    schema = store_schema(conn)
     if query.mode == "keyword":
-        load_extension(conn, "fts")
-        sql = f"select {_COLUMNS} from search_keyword($query_text, k := $k, {_FILTER_ARGS})"
-        return _run(conn, sql, params)
+        return call_search_macro(
+            conn, "keyword", query.k, query_text=query.text, filters=query.filters, schema=schema
+        )
     model_ref = query.model_ref or store_model_reference(conn) or DEFAULT_MODEL
     model_id = check_model(conn, model_ref)
     from rag_store.embedding import embed_query
 
-    vector = embed_query(query.text, model_ref).tolist()
-    if query.mode == "vector":
-        if not snapshot:
-            return vector_search(conn, vector, query.k, query.filters)
-        return snapshot_vector_search(conn, vector, model_id, query.k, query.filters)
-    load_extension(conn, "fts")
-    sql = (
-        f"select {_COLUMNS} from search_hybrid($query_text, $query_vector, $model_id, "
-        f"k := $k, {_FILTER_ARGS})"
+    return call_search_macro(
+        conn,
+        query.mode,
+        query.k,
+        query_text=query.text,
+        query_vector=embed_query(query.text, model_ref).tolist(),
+        model_id=model_id,
+        filters=query.filters,
+        schema=schema,
     )
-    params.update(query_vector=vector_literal(vector), model_id=model_id)
-    return _run(conn, sql, params)
-
-
-def snapshot_vector_search(
-    conn: duckdb.DuckDBPyConnection,
-    query_vector,
-    model_id: str,
-    k: int = 10,
-    filters: Filters | None = None,
-) -> list[Hit]:
-    """Top-k through the snapshot's `search_vector` macro: exact, inner product on the
-    normalised query, refusing a vector of another model_id."""
-    params = {
-        "query_vector": vector_literal(query_vector),
-        "model_id": model_id,
-        "k": k,
-        **(filters or Filters()).params(),
-    }
-    sql = f"select {_COLUMNS} from search_vector($query_vector, $model_id, k := $k, {_FILTER_ARGS})"
-    return _run(conn, sql, params)
 
 
 def search_text(

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
-from importlib import import_module, resources
 from pathlib import Path
-from string import Template
 
 import duckdb
+
+from rag_store import search_macros
+
+# In the snapshot the macros live in main beside the tables; store_info has the model_id.
+SNAPSHOT_STORE = search_macros.StoreLayout("main", "retrieval_store", "store_info")
 
 PUBLISHED_TABLES = (
     "retrieval_store",
@@ -34,49 +36,6 @@ def default_snapshot_path(db_path: str | os.PathLike) -> Path:
     return path.with_name(f"{path.stem}_snapshot.duckdb")
 
 
-def extension_path(name: str) -> Path:
-    """The .duckdb_extension file of a pip-installed DuckDB extension (no network)."""
-    try:
-        package = import_module(f"duckdb_extension_{name}")
-    except ImportError as exc:
-        raise RuntimeError(
-            f"the DuckDB extension package duckdb-extension-{name} is not installed"
-        ) from exc
-    root = Path(package.__file__).parent / "extensions" / f"v{duckdb.__version__}"
-    path = root / f"{name}.duckdb_extension"
-    if not path.exists():
-        raise RuntimeError(
-            f"{path} is missing: the extension does not match duckdb {duckdb.__version__}"
-        )
-    return path
-
-
-def load_extension(conn: duckdb.DuckDBPyConnection, name: str) -> None:
-    conn.execute(f"load '{extension_path(name)}'")
-
-
-def _search_macros_template() -> str:
-    return (resources.files("rag_store") / "sql" / "search_macros.sql").read_text("utf-8")
-
-
-def search_macros_sql(dimension: int) -> str:
-    return Template(_search_macros_template()).substitute(dimension=int(dimension))
-
-
-def install_search_macros(conn: duckdb.DuckDBPyConnection, keyword_index: bool = True) -> None:
-    """Create the FTS index (unless `keyword_index` is false: it is already there) and the
-    search table macros in a database holding the tables."""
-    (dimension,) = conn.execute("select dimension from store_info").fetchone()
-    load_extension(conn, "fts")
-    if keyword_index:
-        conn.execute(
-            "pragma create_fts_index('retrieval_store', 'chunk_id', 'title', 'heading_path', "
-            "'chunk_text', overwrite = 1)"
-        )
-    for statement in split_statements(search_macros_sql(dimension)):
-        conn.execute(statement)
-
-
 # Bump when the snapshot's layout changes (tables, storage settings, index): a snapshot of
 # another layout is never reused, whatever its content.
 SNAPSHOT_LAYOUT = "2"
@@ -86,7 +45,7 @@ def snapshot_key(fingerprint: str) -> str:
     """What a reusable snapshot must have been published with: the same retrieval_store
     (`fingerprint`, computed by the publish_snapshot macro), layout and search macros."""
     digest = hashlib.sha256()
-    for part in (SNAPSHOT_LAYOUT, _search_macros_template(), fingerprint):
+    for part in (SNAPSHOT_LAYOUT, search_macros.template(), fingerprint):
         digest.update(part.encode("utf-8") + b"\x1f")
     return digest.hexdigest()
 
@@ -101,12 +60,6 @@ def snapshot_is_current(snapshot_path: str, fingerprint: str) -> bool:
     except duckdb.Error:
         return False
     return bool(row) and row[0] == snapshot_key(fingerprint)
-
-
-def split_statements(sql: str) -> list[str]:
-    """Split a file of `create macro` statements on the semicolons that end them."""
-    without_comments = re.sub(r"--[^\n]*", "", sql)
-    return [part.strip() for part in without_comments.split(";\n") if part.strip()]
 
 
 def prepare_export(export_dir: str) -> str:
@@ -165,7 +118,7 @@ def publish_snapshot(export_dir: str, snapshot_path: str, parquet_path: str) -> 
         conn.execute(
             "update store_info set snapshot_key = $key", {"key": snapshot_key(fingerprint)}
         )
-        install_search_macros(conn, keyword_index=not reuse)
+        search_macros.install(conn, SNAPSHOT_STORE, dimension, keyword_index=not reuse)
         if reuse and not parquet.exists():
             conn.execute(f"copy retrieval_store to '{export / 'retrieval_store.parquet'}'")
         conn.execute("checkpoint")
