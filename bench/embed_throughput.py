@@ -1,6 +1,6 @@
 """Embedding throughput at the model's full window, outside dbt.
 
-Builds texts of exactly `max_chunk_tokens` tokens (254 for all-MiniLM-L6-v2, i.e. 256 with
+Builds texts of exactly `window_tokens` tokens (254 for all-MiniLM-L6-v2, i.e. 256 with
 [CLS] and [SEP]) from the synthetic corpus and embeds them with rag_store.embedding, the
 code path chunk_embeddings uses. Reports model load time and chunks/s, so the "chunks of
 256 tokens per second" figure does not depend on how a corpus happens to chunk. Each
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     info = embedder_info(args.models[0])
-    tokens = info.max_chunk_tokens
+    tokens = info.window_tokens
     tokenizer = load_tokenizer(str(info.tokenizer_file))
     texts = full_window_texts(args.texts, tokens, tokenizer, args.seed)
 

@@ -108,7 +108,7 @@ def main(argv=None) -> int:
 
     info = embedder_info(DEFAULT_MODEL)
     tokenizer = load_tokenizer(str(info.tokenizer_file))
-    texts = full_window_texts(args.texts, info.max_chunk_tokens, tokenizer, args.seed)
+    texts = full_window_texts(args.texts, info.window_tokens, tokenizer, args.seed)
 
     def timed(embed) -> tuple[np.ndarray, float]:
         embed(texts[:8])  # first run, untimed
@@ -140,7 +140,7 @@ def main(argv=None) -> int:
             rows.append((label, seconds, (vectors * reference).sum(axis=1).min()))
 
     print(
-        f"\n{len(texts)} texts of {info.max_chunk_tokens} tokens, batch {args.batch_size}, "
+        f"\n{len(texts)} texts of {info.window_tokens} tokens, batch {args.batch_size}, "
         f"{threads} threads, torch {torch.__version__}, onnxruntime {onnxruntime.__version__}\n"
     )
     print("| backend | seconds | chunks/s | min cosine to torch fp32 |")

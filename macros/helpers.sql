@@ -1,3 +1,5 @@
+{#- Small helpers shared by macros: SQL string and boolean literals. -#}
+
 {#- Render `value` as a single-quoted SQL string literal (quotes doubled). -#}
 {% macro sql_string(value) -%}
     '{{ value | string | replace("'", "''") }}'

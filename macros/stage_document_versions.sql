@@ -1,8 +1,11 @@
+{#- Staging of one document source: the rules every document version passes through. -#}
+
 {#- The staging logic shared by every document source: trim, Unicode NFC, LF line endings,
     UTC timestamps, a content hash, and a reject_reason instead of a dropped row.
 
     source_relation: a relation with the columns of the read_document_feed table macro,
-                     or none for "this source is not configured" (zero rows, same columns).
+                     or none for "this source is not configured": then the feed reader over
+                     no files stands in (zero rows, the same columns, stated only there).
     source_kind:     'feed' or 'directory'; kept on every row. -#}
 {% macro stage_document_versions(source_relation, source_kind) -%}
 {%- if source_kind not in ['feed', 'directory'] -%}
@@ -12,19 +15,7 @@ with
 
 source as (
     {% if source_relation is none %}
-        select
-            null::varchar as _source_file,
-            null::bigint as _line_number,
-            null::varchar as _raw_line,
-            null::varchar as _parse_error,
-            null::varchar as doc_id,
-            null::varchar as title,
-            null::varchar as body,
-            null::varchar as source_uri,
-            null::varchar as updated_at,
-            null::varchar as is_deleted,
-            null::timestamp as _loaded_at
-        where false
+        select * from read_document_feed([]::varchar[])
     {% else %}
         select * from {{ source_relation }}
     {% endif %}

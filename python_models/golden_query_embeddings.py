@@ -8,7 +8,8 @@ from another corpus never loads the model for them.
 
 def model(dbt, session):
     dbt.config(materialized="incremental", incremental_strategy="append", full_refresh=False)
-    from rag_store.embedding_job import EmbeddingJobConfig, embed_questions
+    from rag_store.embedding_job import EmbeddingJobConfig
+    from rag_store.question_embeddings import embed_questions
 
     config = EmbeddingJobConfig.from_active_embedder(
         dbt.ref("int_active_embedder"), dbt.config.get("embedding_batch_size")

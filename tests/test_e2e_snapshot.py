@@ -12,7 +12,7 @@ from test_e2e_pipeline import search_cli
 
 from rag_store.duckdb_ext import load_extension
 from rag_store.embedding import HASH_FAILURE_MARKER
-from rag_store.snapshot import default_snapshot_path
+from rag_store.snapshot import default_snapshot_path, snapshot_paths
 
 pytestmark = pytest.mark.e2e
 
@@ -86,6 +86,39 @@ def test_a_failed_build_keeps_the_previous_snapshot(dbt_project):
     assert failed.returncode != 0
     assert "snapshot not published" in failed.output
     assert snapshot.read_bytes() == before
+
+
+def test_a_publish_that_cannot_write_fails_in_one_line_and_keeps_the_snapshot(dbt_project):
+    dbt_project.vars = dict(HASH_EMBEDDER)
+    write_feed(dbt_project, "1.jsonl", [document("a", "Alpha.")])
+    dbt_project.build()
+    snapshot = snapshot_of(dbt_project)
+    before = snapshot.read_bytes()
+    # A snapshot_path below a regular file cannot be written (as a full or read-only disk).
+    blocker = dbt_project.root / "not-a-directory"
+    blocker.write_text("")
+    write_feed(dbt_project, "2.jsonl", [document("b", "Beta.")])
+    failed = dbt_project.build(
+        vars={"snapshot_path": str(blocker / "snapshot.duckdb")}, check=False
+    )
+    assert failed.returncode != 0
+    (line,) = [line for line in failed.output.splitlines() if "rag-store: preparing" in line]
+    assert "Not a directory" in line and "the previous snapshot is unchanged" in line
+    assert "Traceback" not in failed.output
+    assert snapshot.read_bytes() == before
+
+
+def test_snapshot_paths_derive_from_the_database_or_the_var():
+    paths = snapshot_paths("warehouse/ci.duckdb")
+    assert (str(paths.snapshot), str(paths.parquet)) == (
+        "warehouse/ci_snapshot.duckdb",
+        "warehouse/ci_snapshot_retrieval_store.parquet",
+    )
+    moved = snapshot_paths("warehouse/ci.duckdb", "/srv/share/store.duckdb")
+    assert (str(moved.snapshot), str(moved.parquet)) == (
+        "/srv/share/store.duckdb",
+        "/srv/share/store_retrieval_store.parquet",
+    )
 
 
 def test_bf16_precision_is_a_model_switch_and_search_follows_the_snapshot(dbt_project):

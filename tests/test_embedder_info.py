@@ -13,7 +13,7 @@ def test_default_model_facts(default_info):
     assert default_info.dimension == 384
     assert default_info.max_seq_length == 256
     assert default_info.special_tokens == 2
-    assert default_info.max_chunk_tokens == 254
+    assert default_info.window_tokens == 254
     assert default_info.model_id.startswith("all-MiniLM-L6-v2@")
     assert default_info.model_id.endswith("/d384/l2/w256")
 
@@ -31,7 +31,7 @@ def test_a_copied_directory_with_changed_window_gets_another_model_id(tmp_path, 
     (copy / "sentence_bert_config.json").write_text('{"max_seq_length": 128}')
     embedder_info.cache_clear()
     changed = embedder_info(str(copy))
-    assert changed.max_chunk_tokens == 126
+    assert changed.window_tokens == 126
     assert changed.model_id != same.model_id
 
 
@@ -49,10 +49,10 @@ def test_precision_prefix_gets_its_own_model_id(default_info):
     bf16 = embedder_info("bf16:all-MiniLM-L6-v2")
     assert bf16.precision == "bf16"
     assert bf16.model_id == default_info.model_id + "/bf16"
-    assert (bf16.path, bf16.dimension, bf16.max_chunk_tokens, bf16.tokenizer_digest) == (
+    assert (bf16.path, bf16.dimension, bf16.window_tokens, bf16.tokenizer_digest) == (
         default_info.path,
         default_info.dimension,
-        default_info.max_chunk_tokens,
+        default_info.window_tokens,
         default_info.tokenizer_digest,
     )
     assert embedder_info("BF16: all-MiniLM-L6-v2").model_id == bf16.model_id

@@ -15,7 +15,7 @@ resolved as (
         {{ model_reference }} as model_reference,
         rag_model_id({{ model_reference }}) as model_id,
         rag_model_dimension({{ model_reference }}) as dimension,
-        rag_model_max_tokens({{ model_reference }}) as window_tokens,
+        rag_model_window_tokens({{ model_reference }}) as window_tokens,
         {{ var('max_chunk_tokens') | int }} as max_chunk_tokens,
         {{ var('chunk_overlap_tokens') | int }} as chunk_overlap_tokens,
         {{ rag_store.sql_bool(var('chunk_context_header')) }} as chunk_context_header,

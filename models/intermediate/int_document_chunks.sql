@@ -1,3 +1,5 @@
+{#- One row per chunk of each live document, cut by the rag_chunk UDF with the active
+    embedder's tokenizer; incremental per changed document. -#}
 {{
     config(
         materialized='incremental',

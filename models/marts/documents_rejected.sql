@@ -1,3 +1,4 @@
+{#- One row per refused input row (feed line or directory file), with its reason. -#}
 with
 
 document_changes as (

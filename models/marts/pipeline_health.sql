@@ -1,3 +1,4 @@
+{#- One row per build: coverage, lag, rejects, orphans; append-only health history. -#}
 {{
     config(
         materialized='incremental',

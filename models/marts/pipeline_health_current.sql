@@ -1,3 +1,4 @@
+{#- The latest pipeline_health row: what the strict build tests and alerts read. -#}
 {{ config(materialized='view') }}
 
 with

@@ -1,3 +1,5 @@
+{#- The retrieval store: one row per current chunk of a live document, with its vector
+    of the active embedder. -#}
 {{
     config(
         materialized='table',

@@ -1,4 +1,4 @@
-{#- One row per line of the JSON-lines change feed (var document_feed). -#}
+{#- Staged change feed (var document_feed): every line, cleaned, hashed, with any reject_reason. -#}
 {%- if var('document_feed') | trim -%}
     {{ rag_store.stage_document_versions(source('docs', 'document_changes'), 'feed') }}
 {%- else -%}

@@ -1,4 +1,4 @@
-{#- One row per .md/.markdown/.txt file under var document_dir (empty: no files source). -#}
+{#- Staged document directory (var document_dir): every file, staged like the feed. -#}
 {%- if var('document_dir') | trim -%}
     {{ rag_store.stage_document_versions(source('docs', 'document_files'), 'directory') }}
 {%- else -%}

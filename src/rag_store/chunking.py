@@ -6,6 +6,9 @@ budget and ends at the strongest boundary available — paragraph, then line, th
 then word, and only as a last resort between two tokens. Every chunk's `embedding_text`
 (a short "title › heading path" header plus the chunk text) is re-tokenised and checked
 against the budget, so no chunk can be silently truncated by the model.
+
+Also the home of the chunk-window rule (a chunk budget never exceeds the embedder's window)
+and of the per-process cache of chunkers the `rag_chunk` UDF uses.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
+
+from rag_store.embedder_info import EmbedderInfo, embedder_info
 
 CHUNKER_VERSION = "md-tokens-v1"
 HEADER_SEPARATOR = " › "
@@ -42,6 +47,7 @@ class TokenizerLike(Protocol):
 
 @dataclass(frozen=True)
 class ChunkerSettings:
+    # The chunk budget: at most this many tokens (without special tokens) per embedding_text.
     max_chunk_tokens: int
     overlap_tokens: int = 0
     # Prefix what the embedder sees with "title › heading path". Better retrieval for short
@@ -285,3 +291,72 @@ def load_tokenizer(tokenizer_file: str):
     tokenizer.no_truncation()
     tokenizer.no_padding()
     return tokenizer
+
+
+def chunker_settings_for(
+    model_ref: str,
+    max_chunk_tokens: int | None,
+    overlap_tokens: int | None,
+    context_header: bool | None = True,
+) -> tuple[EmbedderInfo, ChunkerSettings]:
+    """The embedder of `model_ref` and validated chunker settings for it.
+
+    The chunk-window rule: a budget (max_chunk_tokens) that is NULL or <= 0 means the model's
+    whole window; a budget larger than the window is refused, as the model would truncate.
+    """
+    info = embedder_info(model_ref)
+    window = info.window_tokens
+    budget = window if not max_chunk_tokens or max_chunk_tokens <= 0 else max_chunk_tokens
+    if budget > window:
+        raise ValueError(
+            f"max_chunk_tokens={budget} exceeds the window of {info.model_id} "
+            f"({window} tokens without special tokens); the model would truncate silently"
+        )
+    header = True if context_header is None else bool(context_header)
+    return info, ChunkerSettings(budget, overlap_tokens or 0, header)
+
+
+@lru_cache(maxsize=32)
+def chunker_for(
+    model_ref: str,
+    max_chunk_tokens: int | None,
+    overlap_tokens: int | None,
+    context_header: bool | None = True,
+) -> Chunker:
+    """The Chunker for `model_ref` and these settings, built once per process."""
+    info, settings = chunker_settings_for(
+        model_ref, max_chunk_tokens, overlap_tokens, context_header
+    )
+    return Chunker(load_tokenizer(str(info.tokenizer_file)), settings)
+
+
+def chunker_fingerprint(
+    model_ref: str,
+    max_chunk_tokens: int | None,
+    overlap_tokens: int | None,
+    context_header: bool | None = True,
+) -> str:
+    """The settings_fingerprint of the chunker `chunker_for` returns for these arguments."""
+    info, settings = chunker_settings_for(
+        model_ref, max_chunk_tokens, overlap_tokens, context_header
+    )
+    return settings_fingerprint(settings, info.tokenizer_digest)
+
+
+def count_tokens_by_model(
+    texts: Sequence[str | None], model_refs: Sequence[str | None]
+) -> list[int | None]:
+    """Token counts (no special tokens) of texts[i] under the tokenizer of model_refs[i];
+    None where either is None. Each model's texts go through its batch encoder at once,
+    which runs in parallel: a tenth of the cost of counting row by row."""
+    counts: list[int | None] = [None] * len(texts)
+    rows_by_ref: dict[str, list[int]] = {}
+    for row, (text, ref) in enumerate(zip(texts, model_refs, strict=True)):
+        if text is not None and ref is not None:
+            rows_by_ref.setdefault(ref, []).append(row)
+    for ref, rows in rows_by_ref.items():
+        tokenizer = load_tokenizer(str(embedder_info(ref).tokenizer_file))
+        encodings = tokenizer.encode_batch([texts[i] for i in rows], add_special_tokens=False)
+        for row, encoding in zip(rows, encodings, strict=True):
+            counts[row] = len(encoding.ids)
+    return counts

@@ -58,10 +58,10 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rag_store import alerts
-    from rag_store.search import default_db_path
+    from rag_store.snapshot import default_database
 
     project_dir = Path(args.project_dir).resolve()
-    db_path = Path(args.db or default_db_path())
+    db_path = Path(args.db or default_database())
     if not db_path.is_absolute():
         db_path = project_dir / db_path
     report = alerts.collect(project_dir, db_path, args.vars)

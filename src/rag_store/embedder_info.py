@@ -50,7 +50,7 @@ class EmbedderInfo:
     precision: str = "fp32"
 
     @property
-    def max_chunk_tokens(self) -> int:
+    def window_tokens(self) -> int:
         """Largest text (in tokens, without specials) that the model sees whole."""
         return self.max_seq_length - self.special_tokens
 

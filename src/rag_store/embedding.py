@@ -10,7 +10,7 @@ import contextlib
 import hashlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -104,47 +104,53 @@ def hash_vectors(texts: Sequence[str], info: EmbedderInfo) -> np.ndarray:
     return l2_normalise(vectors)
 
 
-def embed_texts(
-    texts: Sequence[str],
-    model_ref: str,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    progress: Callable[[int], None] | None = None,
-) -> np.ndarray:
-    """Embed `texts` in length-sorted batches; returns float32 [len(texts), d], unit length.
+def length_sorted_batches(texts: Sequence[str], batch_size: int) -> list[list[int]]:
+    """Positions of `texts`, longest first, cut into batches of at most `batch_size`.
 
-    Sorting by length keeps padding (wasted compute) low; results come back in input order.
-    `progress` is called with the number of texts finished after each batch.
+    Texts of similar length share a batch, which keeps padding (wasted compute) low. The one
+    place texts are ordered for embedding: `embed_texts` and the chunk_embeddings job use it,
+    and `embed_batch` embeds a batch in the order given.
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def embed_batch(texts: Sequence[str], model_ref: str) -> np.ndarray:
+    """One forward pass over `texts` as given: float32 [len(texts), d], unit length."""
     info: EmbedderInfo = embedder_info(model_ref)
     if not texts:
         return np.zeros((0, info.dimension), dtype=np.float32)
     if info.backend == "hash":
-        vectors = hash_vectors(texts, info)
-        if progress is not None:
-            progress(len(texts))
-        return vectors
+        return hash_vectors(texts, info)
     model = load_model(model_ref)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+    with _precision_context(info):
+        vectors = model.encode(
+            list(texts),
+            batch_size=len(texts),
+            convert_to_numpy=True,
+            normalize_embeddings=False,
+            show_progress_bar=False,
+        )
+    return l2_normalise(vectors)
+
+
+def embed_texts(
+    texts: Sequence[str], model_ref: str, batch_size: int = DEFAULT_BATCH_SIZE
+) -> np.ndarray:
+    """Embed `texts` in length-sorted batches; float32 [len(texts), d], unit length, in the
+    order of `texts`."""
+    info: EmbedderInfo = embedder_info(model_ref)
     result = np.zeros((len(texts), info.dimension), dtype=np.float32)
-    for batch_start in range(0, len(order), batch_size):
-        batch = order[batch_start : batch_start + batch_size]
-        with _precision_context(info):
-            vectors = model.encode(
-                [texts[i] for i in batch],
-                batch_size=len(batch),
-                convert_to_numpy=True,
-                normalize_embeddings=False,
-                show_progress_bar=False,
-            )
-        result[batch] = l2_normalise(vectors)
-        if progress is not None:
-            progress(len(batch))
+    for batch in length_sorted_batches(texts, batch_size):
+        result[batch] = embed_batch([texts[i] for i in batch], model_ref)
     return result
 
 
 def embed_query(text: str, model_ref: str) -> np.ndarray:
     """One query vector (d,), unit length."""
-    return embed_texts([text], model_ref)[0]
+    return embed_batch([text], model_ref)[0]
 
 
 def progress_bar(total: int, description: str):

@@ -1,13 +1,17 @@
 """The work behind the `chunk_embeddings` dbt Python model, kept here so it is testable.
 
 Reads the chunks, finds the (chunk_hash, model_id) pairs without a vector, embeds only those
-and returns them as an Arrow table that dbt appends to the incremental model.
+in length-sorted batches (checkpointing each batch to the in-flight table) and returns them
+as an Arrow table that dbt appends to the incremental model. Also holds what both embedding
+models share: their config, the dimension check and the log line.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -16,6 +20,12 @@ import numpy as np
 import pyarrow as pa
 
 from rag_store.embedder_info import DEFAULT_MODEL, EmbedderInfo, embedder_info
+from rag_store.embedding_tables import (
+    chunk_embeddings_table,
+    in_flight_rows,
+    in_flight_schema,
+    vector_array,
+)
 
 
 @dataclass(frozen=True)
@@ -35,19 +45,6 @@ class EmbeddingJobConfig:
         if batch < 1:
             raise ValueError(f"embedding_batch_size must be >= 1, got {batch}")
         return cls(str(model_ref), int(dimension), batch)
-
-
-def output_schema(dimension: int) -> pa.Schema:
-    return pa.schema(
-        [
-            ("chunk_hash", pa.string()),
-            ("model_id", pa.string()),
-            ("embedding", pa.list_(pa.float32(), dimension)),
-            ("token_count", pa.int32()),
-            ("embedded_at", pa.timestamp("us")),
-            ("error", pa.string()),
-        ]
-    )
 
 
 def check_dimension(info: EmbedderInfo, expected: int | None) -> None:
@@ -90,6 +87,16 @@ def log(message: str) -> None:
     print(f"[rag-store] {message}", file=sys.stderr, flush=True)
 
 
+@contextmanager
+def _registered(session: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Iterator[str]:
+    """`table` visible to SQL on `session` as `name` for the duration of the block."""
+    session.register(name, table)
+    try:
+        yield name
+    finally:
+        session.unregister(name)
+
+
 class InFlight:
     """Vectors computed by a build that has not finished yet, committed batch by batch.
 
@@ -97,57 +104,49 @@ class InFlight:
     same text again. The chunk_embeddings post-hook drops the table once a build lands.
     """
 
-    def __init__(self, session: duckdb.DuckDBPyConnection, table: str | None, model_id: str):
-        self.session, self.table, self.model_id = session, table, model_id
+    def __init__(self, session: duckdb.DuckDBPyConnection, table: str | None, info: EmbedderInfo):
+        self.session, self.table, self.info = session, table, info
         if table:
-            session.execute(
-                f"create table if not exists {table} ("
-                "chunk_hash varchar, model_id varchar, embedding float[], "
-                "token_count integer, embedded_at timestamp)"
-            )
+            with _registered(session, "__rag_in_flight_empty", in_flight_schema().empty_table()):
+                session.execute(
+                    f"create table if not exists {table} as select * from __rag_in_flight_empty"
+                )
 
-    def recover(self, pending: pa.Table) -> pa.Table:
-        """Rows of `pending` already embedded by an interrupted build of this model."""
-        if not self.table:
-            return pending.slice(0, 0).append_column(
-                "embedding", pa.array([], pa.list_(pa.float32()))
-            )
-        self.session.register("__rag_pending", pending)
-        try:
-            return self.session.execute(
-                f"""
-                select pending.*, in_flight.embedding
-                from __rag_pending as pending
-                inner join (
-                    select chunk_hash, any_value(embedding) as embedding
-                    from {self.table}
-                    where model_id = $model_id
-                    group by chunk_hash
-                ) as in_flight on pending.chunk_hash = in_flight.chunk_hash
-                order by pending.chunk_hash
-                """,
-                {"model_id": self.model_id},
-            ).fetch_arrow_table()
-        finally:
-            self.session.unregister("__rag_pending")
-
-    def save(self, hashes, vectors: np.ndarray, token_counts, embedded_at: datetime) -> None:
-        if not self.table or not hashes:
-            return
-        batch = pa.table(
-            {
-                "chunk_hash": pa.array(hashes, pa.string()),
-                "model_id": pa.array([self.model_id] * len(hashes), pa.string()),
-                "embedding": pa.array(list(vectors), pa.list_(pa.float32())),
-                "token_count": pa.array(token_counts, pa.int32()),
-                "embedded_at": pa.array([embedded_at] * len(hashes), pa.timestamp("us")),
-            }
+    def recover(self, pending: pa.Table, embedded_at: datetime) -> pa.Table:
+        """chunk_embeddings rows for the `pending` chunks that an interrupted build of this
+        model already embedded."""
+        found = {"chunk_hash": [], "embedding": [], "token_count": []}
+        if self.table:
+            with _registered(self.session, "__rag_pending", pending):
+                found = self.session.execute(
+                    f"""
+                    select pending.chunk_hash, in_flight.embedding, pending.token_count
+                    from __rag_pending as pending
+                    inner join (
+                        select chunk_hash, any_value(embedding) as embedding
+                        from {self.table}
+                        where model_id = $model_id
+                        group by chunk_hash
+                    ) as in_flight on pending.chunk_hash = in_flight.chunk_hash
+                    order by pending.chunk_hash
+                    """,
+                    {"model_id": self.info.model_id},
+                ).fetch_arrow_table()
+        return chunk_embeddings_table(
+            self.info,
+            found["chunk_hash"],
+            found["embedding"],
+            found["token_count"],
+            embedded_at,
         )
-        self.session.register("__rag_in_flight_batch", batch)
-        try:
+
+    def save(self, rows: pa.Table) -> None:
+        """Commit the vectors among `rows` (chunk_embeddings rows; failures are skipped)."""
+        batch = in_flight_rows(rows)
+        if not self.table or not batch.num_rows:
+            return
+        with _registered(self.session, "__rag_in_flight_batch", batch):
             self.session.execute(f"insert into {self.table} select * from __rag_in_flight_batch")
-        finally:
-            self.session.unregister("__rag_in_flight_batch")
 
 
 def run_embedding_job(
@@ -161,7 +160,6 @@ def run_embedding_job(
     started_at = datetime.now(UTC).replace(tzinfo=None)
     info = embedder_info(config.model_ref)
     check_dimension(info, config.expected_dimension)
-    schema = output_schema(info.dimension)
     params = {"model_id": info.model_id} if existing_table else {}
     pending = session.execute(
         pending_chunks_sql(chunks.sql_query(), existing_table), params
@@ -170,8 +168,9 @@ def run_embedding_job(
         f"select count(distinct chunk_hash) from ({chunks.sql_query()})"
     ).fetchone()[0]
     reused = current_hashes - pending.num_rows
-    in_flight = InFlight(session, in_flight_table, info.model_id)
-    recovered = in_flight.recover(pending)
+    embedded_at = datetime.now(UTC).replace(tzinfo=None)
+    in_flight = InFlight(session, in_flight_table, info)
+    recovered = in_flight.recover(pending, embedded_at)
     if recovered.num_rows:
         done = set(recovered.column("chunk_hash").to_pylist())
         keep = [h not in done for h in pending.column("chunk_hash").to_pylist()]
@@ -179,12 +178,11 @@ def run_embedding_job(
         log(f"chunk_embeddings: reusing {recovered.num_rows} vector(s) of an interrupted build")
     total = pending.num_rows
     log(f"chunk_embeddings: {total} chunk(s) to embed with {info.model_id}")
-    embedded_at = datetime.now(UTC).replace(tzinfo=None)
-    parts = [_recovered_rows(recovered, info, schema, embedded_at)]
+    parts = [recovered]
     run = RunRecord(session, runs_table, started_at, info.model_id, reused, recovered.num_rows)
     try:
         if total:
-            parts.append(_embed_pending(pending, info, schema, config, in_flight, embedded_at))
+            parts.append(_embed_pending(pending, info, config, in_flight, embedded_at))
     except Exception:
         run.write(embedded=0, failed=total)
         raise
@@ -227,140 +225,72 @@ class RunRecord:
         )
 
 
-def _recovered_rows(recovered: pa.Table, info: EmbedderInfo, schema, embedded_at) -> pa.Table:
-    count = recovered.num_rows
-    return pa.table(
-        {
-            "chunk_hash": recovered.column("chunk_hash"),
-            "model_id": pa.array([info.model_id] * count, type=pa.string()),
-            "embedding": recovered.column("embedding").cast(pa.list_(pa.float32(), info.dimension)),
-            "token_count": recovered.column("token_count").cast(pa.int32()),
-            "embedded_at": pa.array([embedded_at] * count, type=pa.timestamp("us")),
-            "error": pa.array([None] * count, type=pa.string()),
-        },
-        schema=schema,
-    )
-
-
-def _embed_pending(pending, info, schema, config, in_flight: InFlight, embedded_at) -> pa.Table:
-    from rag_store.embedding import embed_texts, load_model, progress_bar
+def _embed_pending(
+    pending: pa.Table,
+    info: EmbedderInfo,
+    config: EmbeddingJobConfig,
+    in_flight: InFlight,
+    embedded_at: datetime,
+) -> pa.Table:
+    """Embed `pending` in length-sorted batches, committing each batch to `in_flight`."""
+    from rag_store.embedding import length_sorted_batches, load_model, progress_bar
 
     if info.backend == "sentence-transformers":
         loading = time.perf_counter()
         load_model(config.model_ref)
         log(f"chunk_embeddings: model loaded in {time.perf_counter() - loading:.1f}s")
     total = pending.num_rows
-    hashes = pending.column("chunk_hash").to_pylist()
-    token_counts = pending.column("token_count").to_pylist()
     texts = pending.column("embedding_text").to_pylist()
-    matrix = np.zeros((total, info.dimension), dtype=np.float32)
-    errors: list[str | None] = [None] * total
-    order = sorted(range(total), key=lambda i: len(texts[i]), reverse=True)
+    parts: list[pa.Table] = []
     started = last_report = time.perf_counter()
-    finished = 0
+    attempted = finished = 0
     with progress_bar(total, "embedding") as bar:
-        for batch_start in range(0, total, config.batch_size):
-            batch = order[batch_start : batch_start + config.batch_size]
-            succeeded = []
-            for index, vector, error in _embed_batch(embed_texts, texts, batch, config):
-                if error is None:
-                    matrix[index] = vector
-                    succeeded.append(index)
-                errors[index] = error
-            in_flight.save(
-                [hashes[i] for i in succeeded],
-                matrix[succeeded],
-                [token_counts[i] for i in succeeded],
+        for batch in length_sorted_batches(texts, config.batch_size):
+            vectors, errors = _embed_batch([texts[i] for i in batch], info, config.model_ref)
+            rows = pending.take(batch)
+            part = chunk_embeddings_table(
+                info,
+                rows.column("chunk_hash"),
+                vector_array(vectors, [error is not None for error in errors]),
+                rows.column("token_count"),
                 embedded_at,
+                errors,
             )
-            finished += len(succeeded)
+            in_flight.save(part)
+            parts.append(part)
+            attempted += len(batch)
+            finished += part.num_rows - part.column("embedding").null_count
             bar.update(len(batch))
-            if time.perf_counter() - last_report >= 2.0 or batch_start + len(batch) >= total:
+            if time.perf_counter() - last_report >= 2.0 or attempted >= total:
                 last_report = time.perf_counter()
                 log(f"chunk_embeddings: checkpoint {finished}/{total} vectors saved")
     elapsed = max(time.perf_counter() - started, 1e-9)
-    failed = sum(error is not None for error in errors)
-    tokens = sum(token_counts)
+    failed = total - finished
+    tokens = sum(pending.column("token_count").to_pylist())
     log(
-        f"chunk_embeddings: embedded {total - failed} chunk(s) in {elapsed:.1f}s "
-        f"({(total - failed) / elapsed:.1f} chunks/s, {tokens / elapsed:.0f} tokens/s)"
+        f"chunk_embeddings: embedded {finished} chunk(s) in {elapsed:.1f}s "
+        f"({finished / elapsed:.1f} chunks/s, {tokens / elapsed:.0f} tokens/s)"
         + (f"; {failed} FAILED and will be retried on the next build" if failed else "")
     )
-    return pa.table(
-        {
-            "chunk_hash": pending.column("chunk_hash"),
-            "model_id": pa.array([info.model_id] * total, type=pa.string()),
-            "embedding": pa.FixedSizeListArray.from_arrays(
-                pa.array(matrix.reshape(-1), type=pa.float32()),
-                info.dimension,
-                mask=pa.array([error is not None for error in errors]),
-            ),
-            "token_count": pending.column("token_count").cast(pa.int32()),
-            "embedded_at": pa.array([embedded_at] * total, type=pa.timestamp("us")),
-            "error": pa.array(errors, type=pa.string()),
-        },
-        schema=schema,
-    )
+    return pa.concat_tables(parts)
 
 
-def _embed_batch(embed_texts, texts, batch, config):
-    """Yield (index, vector, error) for a batch; one bad text does not sink the others."""
+def _embed_batch(
+    texts: list[str], info: EmbedderInfo, model_ref: str
+) -> tuple[np.ndarray, list[str | None]]:
+    """Vectors [len(texts), d] and per-text errors (None: embedded) for one batch; one bad
+    text does not sink the others."""
+    from rag_store.embedding import embed_batch
+
     try:
-        vectors = embed_texts([texts[i] for i in batch], config.model_ref, len(batch))
+        return embed_batch(texts, model_ref), [None] * len(texts)
     except Exception:
         # Find the culprit(s): embed the batch one text at a time.
-        for index in batch:
+        vectors = np.zeros((len(texts), info.dimension), dtype=np.float32)
+        errors: list[str | None] = [None] * len(texts)
+        for row, text in enumerate(texts):
             try:
-                (vector,) = embed_texts([texts[index]], config.model_ref, 1)
-                yield index, vector, None
+                vectors[row] = embed_batch([text], model_ref)[0]
             except Exception as exc:
-                yield index, None, f"{type(exc).__name__}: {exc}"[:1000]
-        return
-    for index, vector in zip(batch, vectors, strict=True):
-        yield index, vector, None
-
-
-def embed_questions(
-    session: duckdb.DuckDBPyConnection,
-    questions: duckdb.DuckDBPyRelation,
-    documents: duckdb.DuckDBPyRelation,
-    existing_table: str | None,
-    config: EmbeddingJobConfig,
-) -> pa.Table:
-    """Vectors for seed questions whose expected document is live and that lack one."""
-    info = embedder_info(config.model_ref)
-    check_dimension(info, config.expected_dimension)
-    anti_join = (
-        f"""and not exists (
-            select 1 from {existing_table} as existing
-            where existing.query_text = questions.query_text and existing.model_id = $model_id
-        )"""
-        if existing_table
-        else ""
-    )
-    pending = session.execute(
-        f"""
-        select distinct questions.query_text
-        from ({questions.sql_query()}) as questions
-        inner join ({documents.sql_query()}) as documents
-            on questions.expected_doc_id = documents.doc_id and not documents.is_deleted
-        where true {anti_join}
-        order by questions.query_text
-        """,
-        {"model_id": info.model_id} if existing_table else {},
-    ).fetch_arrow_table()
-    texts = pending.column("query_text").to_pylist()
-    log(f"golden_query_embeddings: {len(texts)} question(s) to embed")
-    from rag_store.embedding import embed_texts
-
-    vectors = embed_texts(texts, config.model_ref, config.batch_size) if texts else None
-    flat = vectors.reshape(-1) if vectors is not None else np.zeros(0, dtype=np.float32)
-    return pa.table(
-        {
-            "query_text": pa.array(texts, pa.string()),
-            "model_id": pa.array([info.model_id] * len(texts), pa.string()),
-            "embedding": pa.FixedSizeListArray.from_arrays(
-                pa.array(flat, type=pa.float32()), info.dimension
-            ),
-        }
-    )
+                errors[row] = f"{type(exc).__name__}: {exc}"[:1000]
+        return vectors, errors

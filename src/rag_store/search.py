@@ -16,9 +16,8 @@ import duckdb
 
 from rag_store.duckdb_ext import load_extension
 from rag_store.embedder_info import DEFAULT_MODEL, embedder_info
-from rag_store.snapshot import default_snapshot_path
+from rag_store.snapshot import default_database, default_snapshot_path
 
-DEFAULT_DB = "warehouse/rag_store.duckdb"
 MODES = ("vector", "keyword", "hybrid")
 
 
@@ -65,13 +64,9 @@ class Query:
     filters: Filters = field(default_factory=Filters)
 
 
-def default_db_path() -> str:
-    return os.environ.get("RAG_STORE_DB", DEFAULT_DB)
-
-
 def default_search_path() -> Path:
     """The snapshot if one has been published, else the main database file."""
-    database = Path(default_db_path())
+    database = Path(default_database())
     snapshot = default_snapshot_path(database)
     return snapshot if snapshot.exists() else database
 

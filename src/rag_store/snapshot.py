@@ -1,39 +1,87 @@
-"""The published read-only snapshot: what analysts open while dbt holds the main file.
+"""Publishing: the read-only snapshot analysts, the CLI and applications open while dbt
+holds the main file. The one home of what is published, where it goes and how it is built.
 
-After a successful build, dbt exports the tables analysts use to Parquet (see the
-`publish_snapshot` macro) and calls `publish_snapshot()` here, which builds a fresh DuckDB
-file beside the store — tables, a BM25 full-text index and the search table macros — and
-then swaps it in with a rename, so readers see either the old snapshot or the new one.
+After a build in which nothing failed, the `publish_snapshot` on-run-end hook asks
+`publish_plan()` what to export (the tables of PUBLISHED_TABLES, the paths derived from the
+dbt target, whether the current snapshot's retrieval_store can be kept), runs the exports
+on dbt's connection (only it can read the store while dbt holds it), and hands the plan to
+`publish_snapshot()`, which builds a fresh DuckDB file — tables, BM25 index and the search
+table macros — and swaps it in with a rename, so readers see the old snapshot or the new.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from rag_store import search_macros
 
+# The main database file when neither the profile nor the caller names one; profiles.yml
+# states the same default for dbt (`RAG_STORE_DB` overrides both).
+DEFAULT_DATABASE = "warehouse/rag_store.duckdb"
+
 # In the snapshot the macros live in main beside the tables; store_info has the model_id.
 SNAPSHOT_STORE = search_macros.StoreLayout("main", "retrieval_store", "store_info")
 
-PUBLISHED_TABLES = (
-    "retrieval_store",
-    "documents",
-    "documents_rejected",
-    "pipeline_health",
-    "embedding_runs",
-    "store_info",
-)
+# Every published table and the query (over the dbt target's schema) that exports it.
+# Optional tables are skipped while they do not exist (embedding_runs before any embedding).
+PUBLISHED_TABLES: dict[str, str] = {
+    "retrieval_store": "select * from {schema}.retrieval_store",
+    "documents": (
+        "select doc_id, title, source_uri, updated_at, _loaded_at "
+        "from {schema}.int_documents__latest where not is_deleted"
+    ),
+    "documents_rejected": "select * from {schema}.documents_rejected",
+    "pipeline_health": "select * from {schema}.pipeline_health",
+    "embedding_runs": "select * from {schema}.embedding_runs",
+    "store_info": (
+        "select model_id, model_reference, dimension, "
+        "(now() at time zone 'UTC') as published_at, "
+        "{fingerprint} as retrieval_store_fingerprint from {schema}.int_active_embedder"
+    ),
+}
+OPTIONAL_TABLES = frozenset({"embedding_runs"})
+
+
+@dataclass(frozen=True)
+class SnapshotPaths:
+    snapshot: Path
+    parquet: Path
+
+    @property
+    def export_dir(self) -> Path:
+        return self.snapshot.with_name(self.snapshot.name + ".export")
+
+
+def default_database() -> str:
+    """The main database file for callers outside dbt (CLI, evaluation)."""
+    return os.environ.get("RAG_STORE_DB", DEFAULT_DATABASE)
+
+
+def snapshot_paths(database: str | os.PathLike, override: str = "") -> SnapshotPaths:
+    """Where the snapshot of `database` goes: `override` (var snapshot_path) if set, else
+    beside it (warehouse/rag_store.duckdb -> warehouse/rag_store_snapshot.duckdb); the
+    Parquet copy of retrieval_store sits next to the snapshot."""
+    override = (override or "").strip()
+    if override:
+        snapshot = Path(override)
+    else:
+        path = Path(database)
+        snapshot = path.with_name(f"{path.stem}_snapshot.duckdb")
+    stem = snapshot.name[: -len(".duckdb")] if snapshot.name.endswith(".duckdb") else snapshot.name
+    return SnapshotPaths(snapshot, snapshot.with_name(f"{stem}_retrieval_store.parquet"))
 
 
 def default_snapshot_path(db_path: str | os.PathLike) -> Path:
-    """warehouse/rag_store.duckdb -> warehouse/rag_store_snapshot.duckdb"""
-    path = Path(db_path)
-    return path.with_name(f"{path.stem}_snapshot.duckdb")
+    """The snapshot published beside `db_path` when var snapshot_path is not set."""
+    return snapshot_paths(db_path).snapshot
 
 
 # Bump when the snapshot's layout changes (tables, storage settings, index): a snapshot of
@@ -62,24 +110,83 @@ def snapshot_is_current(snapshot_path: str, fingerprint: str) -> bool:
     return bool(row) and row[0] == snapshot_key(fingerprint)
 
 
-def prepare_export(export_dir: str) -> str:
-    """An empty directory for the Parquet export (left over ones are from failed runs)."""
-    shutil.rmtree(export_dir, ignore_errors=True)
-    Path(export_dir).mkdir(parents=True)
-    return export_dir
+def publish_plan(database: str, schema: str, override: str, fingerprint: str) -> dict:
+    """What the on-run-end hook exports, and where: one entry per published table with its
+    query and Parquet file. When the current snapshot already holds exactly this
+    retrieval_store (same fingerprint, layout and macros), retrieval_store is not exported
+    and `publish_snapshot` keeps the snapshot's copy with its BM25 index."""
+    paths = snapshot_paths(database, override)
+    reuse = snapshot_is_current(str(paths.snapshot), fingerprint)
+    export_dir = paths.export_dir
+    try:
+        # Left over from a failed run, if it exists.
+        shutil.rmtree(export_dir, ignore_errors=True)
+        export_dir.mkdir(parents=True)
+    except OSError as exc:
+        raise PublishError(_os_failure(f"preparing {export_dir}", exc)) from None
+    literal = "'" + fingerprint.replace("'", "''") + "'"
+    exports = [
+        {
+            "table": table,
+            "query": query.format(schema=schema, fingerprint=literal),
+            "file": str(export_dir / f"{table}.parquet"),
+            "optional": table in OPTIONAL_TABLES,
+        }
+        for table, query in PUBLISHED_TABLES.items()
+        if not (reuse and table == "retrieval_store")
+    ]
+    return {
+        "snapshot": str(paths.snapshot),
+        "parquet": str(paths.parquet),
+        "export_dir": str(export_dir),
+        "reuse": reuse,
+        "exports": exports,
+    }
 
 
-def publish_snapshot(export_dir: str, snapshot_path: str, parquet_path: str) -> str:
-    """Build the snapshot from the Parquet export and swap it in.
+def publish_plan_json(database: str, schema: str, override: str | None, fingerprint: str) -> str:
+    """publish_plan as JSON text, for the on-run-end hook (`fromjson` in Jinja)."""
+    return json.dumps(publish_plan(database, schema, override or "", fingerprint))
 
-    Without retrieval_store.parquet in the export, the current snapshot's retrieval_store
-    (checked to be the same, by fingerprint) and its BM25 index are kept: the snapshot file
-    is copied and only the other tables are replaced, so a build that changed nothing
-    does not pay for re-indexing the whole store.
-    """
-    export = Path(export_dir)
-    snapshot = Path(snapshot_path)
-    parquet = Path(parquet_path)
+
+class PublishError(RuntimeError):
+    """Publishing failed for an operational reason; the message names cause and remedy."""
+
+
+def _os_failure(action: str, exc: OSError) -> str:
+    remedy = {
+        errno.ENOSPC: "free space on that disk or point var snapshot_path at another one",
+        errno.EACCES: "make the directory writable or point var snapshot_path elsewhere",
+        errno.EROFS: "the file system is read-only: point var snapshot_path elsewhere",
+    }.get(exc.errno, "fix the cause and run the build again")
+    return (
+        f"rag-store: {action} failed: {exc.strerror or exc} — {remedy}; "
+        "the previous snapshot is unchanged"
+    )
+
+
+def publish_snapshot(plan_json: str) -> str:
+    """Build the snapshot from the plan's Parquet export and swap it in; see publish_plan."""
+    plan = json.loads(plan_json)
+    try:
+        return _publish(plan)
+    except OSError as exc:
+        raise PublishError(_os_failure(f"publishing {plan['snapshot']}", exc)) from None
+    except duckdb.IOException as exc:
+        message = str(exc).splitlines()[0]
+        raise PublishError(
+            f"rag-store: publishing {plan['snapshot']} failed: {message}; "
+            "the previous snapshot is unchanged"
+        ) from None
+    finally:
+        shutil.rmtree(plan["export_dir"], ignore_errors=True)
+
+
+def _publish(plan: dict) -> str:
+    export = Path(plan["export_dir"])
+    snapshot = Path(plan["snapshot"])
+    parquet = Path(plan["parquet"])
+    reuse = bool(plan["reuse"])
     staging = snapshot.with_name(snapshot.name + ".tmp")
     for leftover in (staging, Path(f"{staging}.wal")):
         leftover.unlink(missing_ok=True)
@@ -89,13 +196,7 @@ def publish_snapshot(export_dir: str, snapshot_path: str, parquet_path: str) -> 
         row = dict(zip(columns, info.fetchone(), strict=True))
     # Without a fingerprint (an export made by other code) the snapshot is never reused.
     fingerprint = row.get("retrieval_store_fingerprint") or ""
-    reuse = not (export / "retrieval_store.parquet").exists()
     if reuse:
-        if not snapshot_is_current(str(snapshot), fingerprint):
-            raise RuntimeError(
-                f"{snapshot} does not hold the current retrieval_store and no export of it "
-                "was made; run the build again"
-            )
         shutil.copyfile(snapshot, staging)
     with duckdb.connect(str(staging)) as conn:
         # Float compression (ALP/ALPRD) makes every exact vector scan decompress every
@@ -127,6 +228,5 @@ def publish_snapshot(export_dir: str, snapshot_path: str, parquet_path: str) -> 
         parquet_staging = parquet.with_name(parquet.name + ".tmp")
         shutil.copyfile(export / "retrieval_store.parquet", parquet_staging)
         os.replace(parquet_staging, parquet)
-    shutil.rmtree(export, ignore_errors=True)
     kept = " (retrieval_store unchanged: kept with its index)" if reuse else ""
     return f"published {snapshot} and {parquet}{kept}"

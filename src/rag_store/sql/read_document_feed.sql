@@ -1,6 +1,9 @@
 -- Table macro: every line of every JSON-lines file matching `feed_glob`, parsed leniently.
 -- Nothing is dropped here: a line that is not JSON, or a file that is not UTF-8, comes out
 -- as a row with `_parse_error` set, so staging can send it to documents_rejected.
+-- The output columns are those of `parsed_lines`; an undecodable file sets only the columns
+-- it knows and `union all by name` leaves the others null. `read_document_feed([]::varchar[])`
+-- is zero rows of this shape (staging's stand-in for an unconfigured source).
 create or replace macro read_document_feed(feed_glob) as table
     with
 
@@ -9,23 +12,6 @@ create or replace macro read_document_feed(feed_glob) as table
             filename as source_file,
             try(decode(content)) as file_text
         from read_blob(feed_glob)
-    ),
-
-    undecodable_files as (
-        select
-            source_file,
-            null::bigint as line_number,
-            null::varchar as raw_line,
-            'invalid_utf8' as parse_error,
-            null::varchar as doc_id,
-            null::varchar as title,
-            null::varchar as body,
-            null::varchar as source_uri,
-            null::varchar as updated_at,
-            null::varchar as is_deleted,
-            null::timestamp as _loaded_at
-        from files
-        where file_text is null
     ),
 
     lines as (
@@ -37,7 +23,7 @@ create or replace macro read_document_feed(feed_glob) as table
         where file_text is not null
     ),
 
-    parsed_lines as (
+    json_lines as (
         select
             source_file,
             line_number,
@@ -47,15 +33,15 @@ create or replace macro read_document_feed(feed_glob) as table
         where trim(raw_line) != ''
     ),
 
-    typed_lines as (
+    parsed_lines as (
         select
-            source_file,
-            line_number,
-            raw_line,
+            source_file as _source_file,
+            line_number as _line_number,
+            raw_line as _raw_line,
             case
                 when line_json is null then 'malformed_json'
                 when json_type(line_json) != 'OBJECT' then 'not_a_json_object'
-            end as parse_error,
+            end as _parse_error,
             line_json ->> 'doc_id' as doc_id,
             line_json ->> 'title' as title,
             line_json ->> 'body' as body,
@@ -63,35 +49,18 @@ create or replace macro read_document_feed(feed_glob) as table
             line_json ->> 'updated_at' as updated_at,
             line_json ->> 'is_deleted' as is_deleted,
             try_cast(line_json ->> '_loaded_at' as timestamp) as _loaded_at
-        from parsed_lines
+        from json_lines
+    ),
+
+    undecodable_files as (
+        select
+            source_file as _source_file,
+            'invalid_utf8' as _parse_error
+        from files
+        where file_text is null
     )
 
-    select
-        source_file as _source_file,
-        line_number as _line_number,
-        raw_line as _raw_line,
-        parse_error as _parse_error,
-        doc_id,
-        title,
-        body,
-        source_uri,
-        updated_at,
-        is_deleted,
-        _loaded_at
-    from typed_lines
-
-    union all
-
-    select
-        source_file as _source_file,
-        line_number as _line_number,
-        raw_line as _raw_line,
-        parse_error as _parse_error,
-        doc_id,
-        title,
-        body,
-        source_uri,
-        updated_at,
-        is_deleted,
-        _loaded_at
-    from undecodable_files
+    -- By name: an undecodable file fills two columns, the rest are null.
+    select * from parsed_lines  -- noqa: AM07
+    union all by name
+    select * from undecodable_files
