@@ -75,12 +75,17 @@ def _shared_store(tmp_path_factory) -> DbtProject:
     return _STORES["small"]
 
 
+def published_once(project: DbtProject):
+    """Build a one-document store with the hash embedder; its snapshot and snapshot bytes."""
+    project.vars = dict(HASH_EMBEDDER)
+    write_feed(project, "1.jsonl", [document("a", "Alpha.")])
+    project.build()
+    snapshot = snapshot_of(project)
+    return snapshot, snapshot.read_bytes()
+
+
 def test_a_failed_build_keeps_the_previous_snapshot(dbt_project):
-    dbt_project.vars = dict(HASH_EMBEDDER)
-    write_feed(dbt_project, "1.jsonl", [document("a", "Alpha.")])
-    dbt_project.build()
-    snapshot = snapshot_of(dbt_project)
-    before = snapshot.read_bytes()
+    snapshot, before = published_once(dbt_project)
     write_feed(dbt_project, "2.jsonl", [document("b", f"Poison {HASH_FAILURE_MARKER}.")])
     failed = dbt_project.build(check=False)
     assert failed.returncode != 0
@@ -89,11 +94,7 @@ def test_a_failed_build_keeps_the_previous_snapshot(dbt_project):
 
 
 def test_a_publish_that_cannot_write_fails_in_one_line_and_keeps_the_snapshot(dbt_project):
-    dbt_project.vars = dict(HASH_EMBEDDER)
-    write_feed(dbt_project, "1.jsonl", [document("a", "Alpha.")])
-    dbt_project.build()
-    snapshot = snapshot_of(dbt_project)
-    before = snapshot.read_bytes()
+    snapshot, before = published_once(dbt_project)
     # A snapshot_path below a regular file cannot be written (as a full or read-only disk).
     blocker = dbt_project.root / "not-a-directory"
     blocker.write_text("")
