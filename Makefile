@@ -40,6 +40,10 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/sqlfluff lint models data-tests
 	$(BIN)/sqlfluff lint --templater placeholder src/rag_store/sql
+# dbt governance as dbt-score and dbt-bouncer judge it; a parsed manifest is all they read.
+	$(BIN)/dbt parse --quiet --target-path target/lint
+	$(BIN)/dbt-score lint --manifest target/lint/manifest.json
+	$(BIN)/dbt-bouncer run --config-file dbt-bouncer.yml
 
 # Tests run in one worker process per core (pytest-xdist); tests sharing a module-scoped
 # store are kept on one worker (xdist_group), so the store is built once.

@@ -1,6 +1,6 @@
 -- Warns about chunks of the active model that failed to embed in 3 or more builds and have
 -- no vector yet: retries are not helping, a person should look at the text or the model.
-{{ config(severity='warn', tags=['alert']) }}
+{{ config(severity='warn', tags=['alert'], enabled=rag_store.alert_tests_enabled()) }}
 
 with
 

@@ -1,6 +1,6 @@
 -- Alert: feed rows delivered after the last build (their _loaded_at is past the checkpoint)
 -- and still not processed. One row = warn, two rows = error (see health_threshold).
-{{ config(tags=['alert'], warn_if='>0', error_if='>1') }}
+{{ config(tags=['alert'], enabled=rag_store.alert_tests_enabled(), warn_if='>0', error_if='>1') }}
 
 with
 

@@ -9,3 +9,8 @@
 {% macro sql_bool(value) -%}
     {{ 'true' if value | string | lower in ['true', '1', 'yes', 'on'] else 'false' }}
 {%- endmacro %}
+
+{#- Whether the on-call alert tests run in this invocation (var alert_tests; see dbt_project.yml). -#}
+{% macro alert_tests_enabled() -%}
+    {{ return(rag_store.sql_bool(var('alert_tests')) == 'true') }}
+{%- endmacro %}

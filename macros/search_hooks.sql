@@ -7,7 +7,7 @@
     recreates the table with the same rows; a fingerprint of the indexed text is kept in a
     table inside the index's own schema (dropped with it on every rebuild). -#}
 {% macro create_keyword_index(relation) -%}
-{%- if not execute -%}
+{%- if not execute or not rag_store.may_write(relation) -%}
     {{ return('select 1') }}
 {%- endif -%}
 {%- set index_schema = 'fts_' ~ relation.schema ~ '_' ~ relation.identifier -%}
@@ -36,13 +36,14 @@ select 1
 {#- Installs the search table macros for `relation` (retrieval_store) in its schema, bound
     to int_active_embedder for the store's model_id. -#}
 {% macro install_search_macros(relation) -%}
-{%- if not execute -%}
+{%- if not execute or not rag_store.may_write(relation) -%}
     {{ return('select 1') }}
 {%- endif -%}
 {%- set embedder = ref('int_active_embedder') -%}
 {%- set statements = run_query(
     "select rag_search_macros_sql(" ~ rag_store.sql_string(relation.schema) ~ ", "
     ~ rag_store.sql_string(relation.identifier) ~ ", "
+    ~ rag_store.sql_string(embedder.schema) ~ ", "
     ~ rag_store.sql_string(embedder.identifier) ~ ", "
     ~ (var('embedding_dimension') | int) ~ ")").columns[0].values()[0] -%}
 {%- for statement in fromjson(statements) -%}

@@ -6,19 +6,40 @@
     source_relation: a relation with the columns of the read_document_feed table macro,
                      or none for "this source is not configured": then the feed reader over
                      no files stands in (zero rows, the same columns, stated only there).
-    source_kind:     'feed' or 'directory'; kept on every row. -#}
-{% macro stage_document_versions(source_relation, source_kind) -%}
-{%- if source_kind not in ['feed', 'directory'] -%}
+    source_kind:     'feed', 'directory' or 'relation'; kept on every row.
+    source_var:      the var that configures the source. A configured source that delivers
+                     no row at all fails the build with a message naming it (a mount that
+                     is gone, a glob with a typo), unless var allow_empty_sources is true. -#}
+{% macro stage_document_versions(source_relation, source_kind, source_var=none) -%}
+{%- if source_kind not in ['feed', 'directory', 'relation'] -%}
     {{ exceptions.raise_compiler_error("stage_document_versions: unknown source_kind " ~ source_kind) }}
 {%- endif -%}
+{%- set must_deliver = source_relation is not none and source_var is not none
+    and rag_store.sql_bool(var('allow_empty_sources')) != 'true' -%}
 with
 
-source as (
+delivered as (
     {% if source_relation is none %}
         select * from read_document_feed([]::varchar[])
     {% else %}
         select * from {{ source_relation }}
     {% endif %}
+),
+
+source as (
+    select * from delivered
+    {%- if must_deliver %}
+        union all by name
+        -- a row only when the source delivered none, and that row is an error
+        select
+            error(
+                'rag-store: var {{ source_var }} ('
+                || {{ rag_store.sql_string(var(source_var) | string) }}
+                || ') delivers nothing: no file or row matches it. Fix the var, or set var '
+                || 'allow_empty_sources: true if an empty source is intended.'
+            )::varchar as _source_file
+        where (select count(*) from delivered) = 0
+    {%- endif %}
 ),
 
 cleaned as (
@@ -64,7 +85,11 @@ flagged as (
                 then 'updated_at_in_future'
             when _loaded_at is null then 'missing_loaded_at'
             when has_bad_is_deleted then 'unparseable_is_deleted'
-            when not is_deleted and body = '' then 'empty_body'
+            -- whitespace of any kind, Unicode spaces and zero-width characters included
+            when
+                not is_deleted
+                and regexp_full_match(body, '[\s\p{Z}\x{FEFF}\x{200B}\x{0085}\x{000B}]*')
+                then 'empty_body'
             when octet_length(encode(body)) > {{ var('max_document_bytes') | int }}
                 then 'body_too_large'
         end as reject_reason

@@ -7,9 +7,11 @@
         incremental_strategy='delete+insert',
         on_schema_change='fail',
         post_hook=[
-            "delete from {{ this }} where doc_id not in (
-                select doc_id from {{ ref('int_documents__latest') }} where not is_deleted
-            )"
+            "{% if rag_store.may_write(this) %}
+                delete from {{ this }} where doc_id not in (
+                    select doc_id from {{ ref('int_documents__latest') }} where not is_deleted
+                )
+            {% else %} select 1 {% endif %}"
         ],
     )
 }}

@@ -8,7 +8,7 @@
     )
 }}
 
-{#- Reads as: previous state -> checkpoint -> new versions -> removed files -> current versions
+{#- Reads as: previous state -> checkpoint -> new versions -> removed documents -> current versions
     -> rank -> guard. {{ this }} is read only as previous_versions: on a full build that is
     zero rows of the same columns, so every later step is the same SQL in both kinds of build. -#}
 {%- set lookback_hours = var('loaded_at_lookback_hours') | int -%}
@@ -26,7 +26,7 @@ document_versions as (
 {% else %}
     previous_versions as (
         select
-            * exclude (reject_reason),
+            * exclude (reject_reason, raw_excerpt, updated_at_text),
             null::timestamp as loaded_at_watermark
         from document_versions
         where false
@@ -36,7 +36,7 @@ document_versions as (
 checkpoint as (
     {#- Incremental checkpoint: the highest feed _loaded_at seen so far, minus a lookback
         window. Never updated_at: a new document with an old updated_at must still be picked
-        up. A document directory is a full snapshot and is compared in full on every build. -#}
+        up. A document directory and a relation source are read whole on every build. -#}
     select
         coalesce(max(loaded_at_watermark), '-infinity'::timestamp)
         - to_hours({{ lookback_hours }}) as loaded_after
@@ -44,19 +44,24 @@ checkpoint as (
 ),
 
 new_versions as (
-    select document_versions.* exclude (document_versions.reject_reason)
+    select
+        document_versions.* exclude (
+            document_versions.reject_reason,
+            document_versions.raw_excerpt,
+            document_versions.updated_at_text
+        )
     from document_versions
     cross join checkpoint
     where
         document_versions.reject_reason is null
         and (
-            document_versions.source_kind = 'directory'
+            document_versions.source_kind in ('directory', 'relation')
             or document_versions._loaded_at > checkpoint.loaded_after
         )
 ),
 
-removed_files as (
-    {{ rag_store.removed_directory_files('previous_versions', 'document_versions') }}
+removed_documents as (
+    {{ rag_store.removed_snapshot_documents('previous_versions', 'document_versions') }}
 ),
 
 current_versions as (
@@ -65,13 +70,13 @@ current_versions as (
     from previous_versions
     where
         doc_id in (select new_versions.doc_id from new_versions)
-        or doc_id in (select removed_files.doc_id from removed_files)
+        or doc_id in (select removed_documents.doc_id from removed_documents)
 ),
 
 candidate_versions as (
     select * from new_versions
     union all by name
-    select * from removed_files
+    select * from removed_documents
     union all by name
     select * from current_versions
 ),

@@ -1,12 +1,13 @@
-{#- One row per refused input row (feed line or directory file), with its reason. -#}
+{#- One row per refused input row (feed line, directory file, relation row), with its reason. -#}
 with
 
-document_changes as (
-    select * from {{ ref('stg_docs__document_changes') }}
+document_versions as (
+    select * from {{ ref('int_document_versions') }}
 ),
 
-rejected_changes as (
+rejected_versions as (
     select
+        source_kind,
         doc_id,
         source_file,
         line_number,
@@ -14,8 +15,8 @@ rejected_changes as (
         raw_excerpt,
         updated_at_text,
         _loaded_at
-    from document_changes
+    from document_versions
     where reject_reason is not null
 )
 
-select * from rejected_changes
+select * from rejected_versions

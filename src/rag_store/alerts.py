@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import yaml
 
 OK, WARN, ERROR = "ok", "warn", "error"
 EXIT_CODES = {OK: 0, WARN: 1, ERROR: 2}
@@ -170,7 +171,7 @@ def collect(project_dir: Path, db_path: Path, dbt_vars: str | None) -> AlertRepo
 
 def _collect(project_dir: Path, db_path: Path, dbt_vars: str | None, target: Path) -> AlertReport:
     report = AlertReport(checked_at=datetime.now(UTC).isoformat(timespec="seconds"))
-    extra = ["--vars", dbt_vars] if dbt_vars else []
+    extra = ["--vars", alert_vars(dbt_vars)]
     freshness = run_dbt(
         ["source", "freshness", "--select", "source:docs", *extra], project_dir, target
     )
@@ -193,6 +194,14 @@ def _collect(project_dir: Path, db_path: Path, dbt_vars: str | None, target: Pat
     else:
         report.checks.append(Check("alert tests", ERROR, message=_last_lines(tests, "dbt test")))
     return report
+
+
+def alert_vars(dbt_vars: str | None) -> str:
+    """The caller's dbt --vars (YAML or JSON text) with the alert tests enabled."""
+    parsed = yaml.safe_load(dbt_vars) if dbt_vars and dbt_vars.strip() else {}
+    if not isinstance(parsed, dict):
+        raise ValueError(f"--vars must be a mapping, got {dbt_vars!r}")
+    return json.dumps({**parsed, "alert_tests": True})
 
 
 def _last_lines(completed: subprocess.CompletedProcess, what: str) -> str:

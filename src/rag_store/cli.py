@@ -118,6 +118,39 @@ def cmd_extension(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rag_store import server
+    from rag_store.embedder_info import ModelNotFoundError
+    from rag_store.snapshot import default_database, default_snapshot_path
+
+    # The published snapshot only: serving the main database would lock `dbt build` out.
+    snapshot = Path(args.db) if args.db else default_snapshot_path(default_database())
+    limits = server.Limits(
+        max_k=args.max_k,
+        max_question_chars=args.max_question_chars,
+        max_body_bytes=args.max_body_bytes,
+    )
+    config = server.ServeConfig(
+        snapshot=snapshot,
+        model=args.model,
+        api_key=os.environ.get(server.API_KEY_ENV) or None,
+        limits=limits,
+        poll_seconds=args.poll_seconds,
+        search_threads=args.threads,
+        alert_history=Path(args.alert_history)
+        if args.alert_history
+        else server.default_alert_history(default_database()),
+    )
+    try:
+        server.serve(config, args.host, args.port, access_log=args.access_log)
+    except (server.ServeError, ModelNotFoundError) as exc:
+        print(f"rag-store serve: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rag-store", description="Keep a RAG retrieval store in sync with your documents."
@@ -178,6 +211,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     extension.add_argument("name", choices=["fts", "vss"])
     extension.set_defaults(handler=cmd_extension)
+
+    serve = commands.add_parser(
+        "serve", help="answer searches over HTTP from the published snapshot (JSON API + page)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free)")
+    serve.add_argument(
+        "--db",
+        help="snapshot to serve (default: the published snapshot beside $RAG_STORE_DB); "
+        "new publishes to it are picked up without a restart",
+    )
+    serve.add_argument(
+        "--model",
+        help="embedder for questions (default: the one the snapshot was built with); "
+        "refused if it is not the store's",
+    )
+    serve.add_argument("--max-k", type=int, default=100, help="largest k accepted (100)")
+    serve.add_argument(
+        "--max-question-chars", type=int, default=2000, help="longest question accepted (2000)"
+    )
+    serve.add_argument(
+        "--max-body-bytes", type=int, default=16384, help="largest POST body accepted (16384)"
+    )
+    serve.add_argument(
+        "--threads", type=int, default=4, help="search threads, one DuckDB cursor each (4)"
+    )
+    serve.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=0.5,
+        help="how often to look for a new publish (0.5)",
+    )
+    serve.add_argument(
+        "--alert-history",
+        help="the `rag-store alerts` history whose latest verdict /health reports "
+        "(default $RAG_STORE_ALERT_HISTORY or alert_history.jsonl beside the database)",
+    )
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.set_defaults(handler=cmd_serve)
     return parser
 
 

@@ -108,10 +108,19 @@ UDFS: tuple[Udf, ...] = (
         VARCHAR,
         side_effects=True,
     ),
+    # rag_extension_path(name): a file to LOAD the pip-installed DuckDB extension from
+    Udf(
+        "rag_extension_path",
+        "rag_store.duckdb_ext:loadable_file",
+        (VARCHAR,),
+        VARCHAR,
+        side_effects=True,
+    ),
+    Udf("rag_publish_inputs", "rag_store.snapshot:publish_inputs_json", (), VARCHAR),
     Udf(
         "rag_search_macros_sql",
         "rag_store.search_macros:install_sql_json",
-        (VARCHAR, VARCHAR, VARCHAR, INTEGER),
+        (VARCHAR, VARCHAR, VARCHAR, VARCHAR, INTEGER),
         VARCHAR,
     ),
     Udf(

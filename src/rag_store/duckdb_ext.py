@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from importlib import import_module
 from pathlib import Path
 
@@ -27,5 +29,33 @@ def extension_path(name: str) -> Path:
     return path
 
 
+# Extensions whose file in the pip package is named differently from the extension itself.
+# DuckDB finds an extension's entry point by its file name, so such a file is loaded through
+# a link of the right name.
+LOADED_AS = {"postgres": "postgres_scanner", "sqlite": "sqlite_scanner"}
+
+
+def loadable_path(name: str) -> Path:
+    """A path DuckDB can LOAD the pip-installed extension `name` from."""
+    path = extension_path(name)
+    loaded_as = LOADED_AS.get(name)
+    if loaded_as is None:
+        return path
+    links = Path(tempfile.gettempdir()) / f"rag-store-duckdb-{duckdb.__version__}-{os.getuid()}"
+    links.mkdir(parents=True, exist_ok=True)
+    link = links / f"{loaded_as}.duckdb_extension"
+    if not link.exists() or link.resolve() != path.resolve():
+        staged = links / f".{loaded_as}.{os.getpid()}"
+        staged.unlink(missing_ok=True)
+        staged.symlink_to(path)
+        staged.replace(link)
+    return link
+
+
+def loadable_file(name: str) -> str:
+    """loadable_path as text (for SQL: `load '<file>'`)."""
+    return str(loadable_path(name))
+
+
 def load_extension(conn: duckdb.DuckDBPyConnection, name: str) -> None:
-    conn.execute(f"load '{extension_path(name)}'")
+    conn.execute(f"load '{loadable_path(name)}'")

@@ -155,7 +155,51 @@ _MACRO_CALLS = {
     "vector": "search_vector($query_vector, $model_id, k := $k, {filters})",
     "keyword": "search_keyword($query_text, k := $k, {filters})",
     "hybrid": "search_hybrid($query_text, $query_vector, $model_id, k := $k, {filters})",
+    "similar": "similar_chunks($chunk_id, k := $k, {filters})",
 }
+
+# Per-document access control (principals allowed to read a document) is a column of
+# retrieval_store. When a store carries it, the search table macros are where it is
+# enforced: they take the caller's principals as `principals`. A store with the column but
+# macros that cannot take principals is refused rather than searched unfiltered.
+PRINCIPALS_COLUMN = "allowed_principals"
+
+
+@dataclass(frozen=True)
+class AccessControl:
+    """Whether a store restricts documents by principal, and whether its macros enforce it.
+    Resolve it once per opened store (`access_control`): the catalog lookups cost ~25 ms."""
+
+    restricted: bool = False
+    macros_take_principals: bool = False
+
+    def arguments(self, principals) -> tuple[str, dict]:
+        """The named argument (text, parameters) every search macro call gets."""
+        if not self.restricted:
+            return "", {}
+        if not self.macros_take_principals:
+            raise SearchError(
+                f"retrieval_store has an {PRINCIPALS_COLUMN} column but its search macros "
+                "take no principals; refusing to search it unfiltered (rebuild the store)"
+            )
+        return ", principals := $principals", {"principals": list(principals or [])}
+
+
+def access_control(conn: duckdb.DuckDBPyConnection, schema: str) -> AccessControl:
+    """How the store in `schema` restricts reads by principal."""
+    (columns,) = conn.execute(
+        "select count(*) from duckdb_columns() where table_name = 'retrieval_store' "
+        "and schema_name = $schema and database_name = current_database() "
+        "and column_name = $column",
+        {"schema": schema, "column": PRINCIPALS_COLUMN},
+    ).fetchone()
+    (macros,) = conn.execute(
+        "select count(*) from duckdb_functions() where function_name = 'search_vector' "
+        "and schema_name = $schema and database_name = current_database() "
+        "and list_contains(parameters, 'principals')",
+        {"schema": schema},
+    ).fetchone()
+    return AccessControl(restricted=columns > 0, macros_take_principals=macros > 0)
 
 
 def call_search_macro(
@@ -167,25 +211,56 @@ def call_search_macro(
     model_id: str | None = None,
     filters: Filters | None = None,
     schema: str | None = None,
+    chunk_id: str | None = None,
+    access: AccessControl | None = None,
+    principals=None,
 ) -> list[Hit]:
-    """Run one mode's search table macro and return ranked hits."""
+    """Run one mode's search table macro and return ranked hits. `access` (from
+    `access_control`) applies the caller's `principals` to a store that restricts reads."""
     schema = schema or store_schema(conn)
-    if mode != "vector":
+    if mode in ("keyword", "hybrid"):
         load_extension(conn, "fts")
-    call = _MACRO_CALLS[mode].format(filters=_FILTER_ARGS)
+    access_args, access_params = (access or AccessControl()).arguments(principals)
+    call = _MACRO_CALLS[mode].format(filters=_FILTER_ARGS + access_args)
     sql = f'select {_COLUMNS} from "{schema}".{call}'
     params = {
         "query_text": query_text,
         "query_vector": None if query_vector is None else vector_literal(query_vector),
         "model_id": model_id,
+        "chunk_id": chunk_id,
         "k": k,
         **(filters or Filters()).params(),
+        **access_params,
     }
     used = {name: value for name, value in params.items() if f"${name}" in sql}
     try:
         return _hits(conn.execute(sql, used).fetchall())
     except duckdb.Error as exc:
         raise SearchError(f"search failed: {exc}") from exc
+
+
+def document_chunks(
+    conn: duckdb.DuckDBPyConnection,
+    doc_id: str,
+    schema: str | None = None,
+    access: AccessControl | None = None,
+    principals=None,
+) -> list[dict]:
+    """The chunks of one document in order, read through the macros' `filtered_store` (so
+    a store's access control applies as it does to every search)."""
+    schema = schema or store_schema(conn)
+    access_args, access_params = (access or AccessControl()).arguments(principals)
+    sql = (
+        "select chunk_id, doc_id, chunk_index, title, heading_path, chunk_text, source_uri, "
+        f"doc_updated_at from \"{schema}\".filtered_store('%', '%', '%', '-infinity', "
+        f"'infinity'{access_args}) where doc_id = $doc_id order by chunk_index"
+    )
+    try:
+        cursor = conn.execute(sql, {"doc_id": doc_id, **access_params})
+        columns = [column[0] for column in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    except duckdb.Error as exc:
+        raise SearchError(f"reading document {doc_id!r} failed: {exc}") from exc
 
 
 def _hits(rows) -> list[Hit]:

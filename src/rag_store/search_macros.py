@@ -24,11 +24,13 @@ KEYWORD_COLUMNS = ("title", "heading_path", "chunk_text")
 @dataclass(frozen=True)
 class StoreLayout:
     """Where the tables the macros read live: `schema.store` (retrieval_store) and
-    `schema.embedder` (a one-row relation with the store's model_id)."""
+    `embedder_schema.embedder` (a one-row relation with the store's model_id; its schema is
+    the store's unless given, e.g. another target's under dbt's --defer)."""
 
     schema: str = "main"
     store: str = "retrieval_store"
     embedder: str = "store_info"
+    embedder_schema: str = ""
 
     @property
     def fts_schema(self) -> str:
@@ -45,7 +47,9 @@ def render(layout: StoreLayout, dimension: int) -> list[str]:
     sql = Template(template()).substitute(
         schema=_identifier(layout.schema),
         store=f"{_identifier(layout.schema)}.{_identifier(layout.store)}",
-        embedder=f"{_identifier(layout.schema)}.{_identifier(layout.embedder)}",
+        embedder=".".join(
+            _identifier(name) for name in (layout.embedder_schema or layout.schema, layout.embedder)
+        ),
         fts_schema=_identifier(layout.fts_schema),
         dimension=int(dimension),
     )
@@ -76,10 +80,13 @@ def install(
         conn.execute(statement)
 
 
-def install_sql_json(schema: str, store: str, embedder: str, dimension: int) -> str:
+def install_sql_json(
+    schema: str, store: str, embedder_schema: str, embedder: str, dimension: int
+) -> str:
     """The macro statements as a JSON list, for a dbt macro to run one by one on its own
     connection (a UDF cannot run SQL on the connection that calls it)."""
-    return json.dumps(render(StoreLayout(schema, store, embedder), dimension))
+    layout = StoreLayout(schema, store, embedder, embedder_schema)
+    return json.dumps(render(layout, dimension))
 
 
 def keyword_index_sql_for(schema: str, store: str) -> str:

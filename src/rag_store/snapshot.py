@@ -15,6 +15,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,22 @@ PUBLISHED_TABLES: dict[str, str] = {
 OPTIONAL_TABLES = frozenset({"embedding_runs"})
 
 
+def publish_inputs() -> list[str]:
+    """The relations of the store's schema that a publish reads (optional tables aside)."""
+    names = {
+        name
+        for table, query in PUBLISHED_TABLES.items()
+        if table not in OPTIONAL_TABLES
+        for name in re.findall(r"\{schema\}\.(\w+)", query)
+    }
+    return sorted(names)
+
+
+def publish_inputs_json() -> str:
+    """publish_inputs as JSON text, for the on-run-end hook."""
+    return json.dumps(publish_inputs())
+
+
 @dataclass(frozen=True)
 class SnapshotPaths:
     snapshot: Path
@@ -65,16 +82,21 @@ def default_database() -> str:
     return os.environ.get("RAG_STORE_DB", DEFAULT_DATABASE)
 
 
-def snapshot_paths(database: str | os.PathLike, override: str = "") -> SnapshotPaths:
-    """Where the snapshot of `database` goes: `override` (var snapshot_path) if set, else
-    beside it (warehouse/rag_store.duckdb -> warehouse/rag_store_snapshot.duckdb); the
+def snapshot_paths(
+    database: str | os.PathLike, override: str = "", schema: str = "main"
+) -> SnapshotPaths:
+    """Where the snapshot of the store in `schema` of `database` goes: `override` (var
+    snapshot_path) if set, else beside the database (warehouse/rag_store.duckdb ->
+    warehouse/rag_store_snapshot.duckdb, or rag_store_<schema>_snapshot.duckdb for a store
+    outside `main`, so a CI schema of the same file never overwrites production's); the
     Parquet copy of retrieval_store sits next to the snapshot."""
     override = (override or "").strip()
     if override:
         snapshot = Path(override)
     else:
         path = Path(database)
-        snapshot = path.with_name(f"{path.stem}_snapshot.duckdb")
+        infix = "" if schema in ("", "main") else f"_{schema}"
+        snapshot = path.with_name(f"{path.stem}{infix}_snapshot.duckdb")
     stem = snapshot.name[: -len(".duckdb")] if snapshot.name.endswith(".duckdb") else snapshot.name
     return SnapshotPaths(snapshot, snapshot.with_name(f"{stem}_retrieval_store.parquet"))
 
@@ -115,7 +137,7 @@ def publish_plan(database: str, schema: str, override: str, fingerprint: str) ->
     query and Parquet file. When the current snapshot already holds exactly this
     retrieval_store (same fingerprint, layout and macros), retrieval_store is not exported
     and `publish_snapshot` keeps the snapshot's copy with its BM25 index."""
-    paths = snapshot_paths(database, override)
+    paths = snapshot_paths(database, override, schema)
     reuse = snapshot_is_current(str(paths.snapshot), fingerprint)
     export_dir = paths.export_dir
     try:

@@ -1,11 +1,18 @@
--- Table macro: every .md / .markdown / .txt file under `directory` as one document version.
--- doc_id is the path relative to `directory`; updated_at is the file's modification time;
--- _loaded_at is the scan time (a directory is a full snapshot on every build). A file that
--- is not UTF-8 comes out with `_parse_error` set instead of failing the scan.
+-- Table macro: every file under `directory`, one row each. A .md / .markdown / .txt file
+-- (any letter case) is one document version: doc_id is the path relative to `directory`,
+-- updated_at the file's modification time, _loaded_at the scan time (a directory is a full
+-- snapshot on every build). Any other file comes out as an `unsupported_format` row without
+-- being read, and a file that is not UTF-8 with `_parse_error` set: nothing under the
+-- directory is skipped without a trace, except hidden files and directories (a name starting
+-- with a dot: .git, .DS_Store), which are not documents.
 create or replace macro read_document_dir(directory) as table
     with
 
-    files as (
+    root as (
+        select rtrim(directory, '/') as directory_path
+    ),
+
+    text_files as (
         select
             filename as source_file,
             try(decode(content)) as file_text,
@@ -15,29 +22,64 @@ create or replace macro read_document_dir(directory) as table
                 when trim(directory) = ''
                     then error('read_document_dir: the directory argument is empty')
                 else [
-                    rtrim(directory, '/') || '/**/*.md',
-                    rtrim(directory, '/') || '/**/*.markdown',
-                    rtrim(directory, '/') || '/**/*.txt'
+                    rtrim(directory, '/') || '/**/*.[mM][dD]',
+                    rtrim(directory, '/') || '/**/*.[mM][aA][rR][kK][dD][oO][wW][nN]',
+                    rtrim(directory, '/') || '/**/*.[tT][xX][tT]'
                 ]
             end
         )
     ),
 
-    described_files as (
+    other_files as (
+        select listed.file as source_file
+        -- never '/**': an empty argument fails in the read_blob of text_files
+        from glob(rtrim(directory, '/') || if(trim(directory) = '', '/.', '/**')) as listed
+        where not regexp_matches(lower(listed.file), '\.(md|markdown|txt)$')
+    ),
+
+    files as (
         select
             source_file,
             file_text,
             last_modified,
-            substr(source_file, length(rtrim(directory, '/')) + 2) as relative_path,
-            nullif(regexp_extract(file_text, '(?m)^#[ \t]+(.+)$', 1), '') as first_heading
+            false as is_unsupported
+        from text_files
+        union all
+        select
+            source_file,
+            null as file_text,
+            null as last_modified,
+            true as is_unsupported
+        from other_files
+    ),
+
+    described_files as (
+        select
+            files.source_file,
+            files.file_text,
+            files.last_modified,
+            files.is_unsupported,
+            substr(files.source_file, length(root.directory_path) + 2) as relative_path,
+            nullif(regexp_extract(files.file_text, '(?m)^#[ \t]+(.+)$', 1), '') as first_heading
         from files
+        cross join root
     )
 
     select
         source_file as _source_file,
         null::bigint as _line_number,
-        left(file_text, 500) as _raw_line,
-        case when file_text is null then 'invalid_utf8' end as _parse_error,
+        case
+            when is_unsupported
+                then coalesce(
+                    nullif(regexp_extract(lower(relative_path), '\.([^./]+)$', 1), '') || ' file',
+                    'file without an extension'
+                ) || ': document_dir reads .md, .markdown and .txt files'
+            else left(file_text, 500)
+        end as _raw_line,
+        case
+            when is_unsupported then 'unsupported_format'
+            when file_text is null then 'invalid_utf8'
+        end as _parse_error,
         relative_path as doc_id,
         coalesce(
             first_heading,
@@ -49,3 +91,4 @@ create or replace macro read_document_dir(directory) as table
         'false' as is_deleted,
         (now() at time zone 'UTC') as _loaded_at
     from described_files
+    where not regexp_matches(relative_path, '(^|/)\.')

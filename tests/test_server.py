@@ -1,0 +1,412 @@
+"""`rag-store serve` as a real uvicorn process on 127.0.0.1: every endpoint, bad input, the
+API key, principals, OpenAPI, metrics, and publishes picked up under a request stream.
+
+The store is built with the test-only hash embedder: these tests are about HTTP, limits and
+snapshot swaps, not vector quality, and without torch a server starts in about a second.
+Vector results are still checked, against `rag-store search` on the same snapshot. The real
+model is served in test_search_page.py.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from conftest import FIXTURES, HASH_EMBEDDER, DbtProject, document, write_feed
+from langchain_tests.integration_tests import RetrieversIntegrationTests
+from prometheus_client.parser import text_string_to_metric_families
+from server_helpers import ServerProcess, publish_by_hand, snapshot_of
+
+from rag_store import alerts
+from rag_store.client import RagStoreClient, RagStoreError
+from rag_store.langchain_retriever import RagStoreRetriever
+from rag_store.search import Filters
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("test_server")]
+
+API_KEY = "test-key-7f3a9c"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> DbtProject:
+    project = DbtProject(tmp_path_factory.mktemp("server-store"))
+    project.vars = dict(HASH_EMBEDDER)
+    project.deliver(FIXTURES / "small_feed" / "batch_1.jsonl")
+    project.build()
+    return project
+
+
+def start(store: DbtProject, *args: str, api_key: str | None = None) -> ServerProcess:
+    env = {
+        "RAG_STORE_API_KEY": api_key,
+        "RAG_STORE_ALERT_HISTORY": str(store.root / "alert_history.jsonl"),
+    }
+    return ServerProcess(store, "--db", str(snapshot_of(store)), *args, env=env)
+
+
+@pytest.fixture(scope="module")
+def server(store):
+    process = start(store, "--max-k", "20", "--poll-seconds", "0.2")
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def keyed(store):
+    process = start(store, api_key=API_KEY)
+    yield process
+    process.stop()
+
+
+def query(**params) -> str:
+    return urllib.parse.urlencode(params)
+
+
+def cli_hits(store: DbtProject, question: str, mode: str, k: int, *args: str) -> list[dict]:
+    completed = store.rag_store(
+        "search", question, "--mode", mode, "--k", str(k), "--json", *args, db=snapshot_of(store)
+    )
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout)["hits"]
+
+
+# ------------------------------------------------------------------ endpoints
+
+
+@pytest.mark.parametrize("mode", ["vector", "keyword", "hybrid"])
+def test_search_answers_what_the_cli_answers(store, server, mode):
+    question = "smoke alarm battery"
+    response = server.get(f"/search?{query(q=question, k=3, mode=mode)}")
+    assert response.status == 200
+    body = response.json()
+    assert body["query"]["mode"] == mode and body["query"]["k"] == 3
+    assert body["results"] == cli_hits(store, question, mode, 3)
+    if mode != "vector":  # the hash embedder's vectors carry no meaning
+        assert body["results"][0]["doc_id"] == "home/smoke-alarms"
+
+
+def test_every_filter_is_applied(store, server):
+    assert {f"{name}" for name in Filters().params()} <= set(server.get("/info").json()["filters"])
+    cases = [
+        ({"doc_id_like": "kitchen/%"}, ["--doc-id", "kitchen/%"]),
+        ({"title_like": "%night trains%"}, ["--title", "%night trains%"]),
+        ({"source_uri_like": "%bikes%"}, ["--source-uri", "%bikes%"]),
+        ({"updated_after": "2026-03-04T00:00:00Z"}, ["--updated-after", "2026-03-04T00:00:00"]),
+        ({"updated_before": "2026-03-02"}, ["--updated-before", "2026-03-02"]),
+    ]
+    for params, cli_args in cases:
+        body = server.get(f"/search?{query(q='water', k=10, **params)}").json()
+        assert body["results"], params
+        assert body["results"] == cli_hits(store, "water", "vector", 10, *cli_args), params
+    # The same search as a JSON body.
+    posted = server.post("/search", {"q": "water", "k": 10, "doc_id_like": "kitchen/%"}).json()
+    assert {hit["doc_id"] for hit in posted["results"]} == {"kitchen/sourdough"}
+
+
+def test_similar_and_document(server):
+    body = server.get(f"/similar?{query(chunk_id='kitchen/sourdough:0', k=4)}").json()
+    ids = [hit["chunk_id"] for hit in body["results"]]
+    assert len(ids) == 4 and "kitchen/sourdough:0" not in ids
+    scores = [hit["score"] for hit in body["results"]]
+    assert scores == sorted(scores, reverse=True)
+    only_bikes = server.get(
+        f"/similar?{query(chunk_id='kitchen/sourdough:0', doc_id_like='bikes/%')}"
+    )
+    assert {hit["doc_id"] for hit in only_bikes.json()["results"]} == {"bikes/chain-care"}
+
+    doc = server.get(f"/document?{query(doc_id='kitchen/sourdough')}").json()
+    assert doc["title"] == "Keeping a sourdough starter alive"
+    assert doc["source_uri"] == "https://notes.example/kitchen/sourdough"
+    assert [chunk["chunk_index"] for chunk in doc["chunks"]] == list(range(len(doc["chunks"])))
+    assert doc["chunks"][0]["chunk_id"] == "kitchen/sourdough:0"
+
+    for path in ("/similar?chunk_id=no/such:0", "/document?doc_id=no/such"):
+        missing = server.get(path)
+        assert missing.status == 404 and "no/such" in missing.json()["error"]
+
+
+def test_info_and_openapi(store, server):
+    info = server.get("/info").json()
+    (model_id,) = store.query("select distinct model_id from retrieval_store")[0]
+    assert info["model_id"] == model_id
+    assert info["model_reference"] == HASH_EMBEDDER["embedding_model"]
+    assert (info["chunks"], info["documents"]) == (10, 5)
+    assert info["access_control"] is False
+    assert info["limits"]["max_k"] == 20
+
+    schema = server.get("/openapi.json").json()
+    assert schema["openapi"].startswith("3.")
+    assert {"/search", "/similar", "/document", "/info", "/health", "/metrics"} <= set(
+        schema["paths"]
+    )
+    search_params = {p["name"] for p in schema["paths"]["/search"]["get"]["parameters"]}
+    assert {"q", "k", "mode", "X-Rag-Principals", *Filters().params()} <= search_params
+
+
+def test_health_reports_pipeline_health_and_the_alerts_verdict(store, server):
+    body = server.get("/health").json()
+    assert body["status"] == "unknown" and body["alerts"] is None  # alerts never ran
+    assert body["store"]["readable"] is True and body["store"]["age_seconds"] >= 0
+    assert body["pipeline_health"]["coverage"] == 1.0
+    assert body["pipeline_health"]["live_documents"] == 5
+    assert len(body["history"]) == 1 and body["history"][0]["coverage"] == 1.0
+    assert body["freshness"]["newest_loaded_at"].startswith("2026-03-")
+
+    # What `rag-store alerts` appends to its history is the verdict /health reports.
+    report = alerts.AlertReport(checked_at="2026-12-01T00:00:00+00:00")
+    report.checks += [
+        alerts.Check("coverage", alerts.OK),
+        alerts.Check("p95_lag_seconds", alerts.WARN, observed=90000.0, threshold=">86400"),
+    ]
+    alerts.append_history(store.root / "alert_history.jsonl", report)
+    body = server.get("/health").json()
+    assert body["status"] == report.status == "warn"
+    assert body["alerts"]["checked_at"] == report.checked_at
+    assert body["alerts"]["problems"] == [alerts.describe(report.checks[1])]
+
+
+def test_metrics_are_parseable_and_count_requests(server):
+    server.get(f"/search?{query(q='tomato light', k=2)}")
+    server.get("/search?k=0")
+    families = {
+        family.name: family
+        for family in text_string_to_metric_families(server.get("/metrics").body.decode())
+    }
+    requests = {
+        (s.labels["endpoint"], s.labels["status"]): s.value
+        for s in families["rag_store_http_requests"].samples
+        if s.name.endswith("_total")
+    }
+    assert requests[("/search", "200")] >= 1 and requests[("/search", "400")] >= 1
+    latency = families["rag_store_http_request_duration_seconds"]
+    assert any(
+        s.name.endswith("_count") and s.labels["endpoint"] == "/search" for s in latency.samples
+    )
+    (age,) = families["rag_store_snapshot_age_seconds"].samples
+    assert age.value >= 0
+    assert families["rag_store_embed_batch_size"].samples
+
+
+def test_the_page_and_its_assets_are_served(server):
+    page = server.get("/")
+    assert page.status == 200 and b'id="search-form"' in page.body
+    for asset in ("/static/app.js", "/static/style.css"):
+        assert server.get(asset).status == 200
+    assert b"http" not in page.body  # no script, style or font from anywhere else
+
+
+# ------------------------------------------------------------------ bad input
+
+
+LONG = "word " * 500  # under the character limit, over the model's 254-token window
+BAD_GETS = [
+    ("/search?k=3", 400, "'q' is required"),
+    ("/search?q=", 400, "q is empty"),
+    ("/search?q=%20%20", 400, "q is empty"),
+    ("/search?q=x&k=0", 400, "between 1 and 20"),
+    ("/search?q=x&k=21", 400, "between 1 and 20"),
+    ("/search?q=x&k=ten", 400, "integer"),
+    ("/search?q=x&mode=semantic", 400, "vector, keyword, hybrid"),
+    ("/search?q=x&doc_id=a", 400, "unknown parameter 'doc_id'"),
+    ("/search?q=x&q=y", 400, "more than once"),
+    ("/search?q=x&updated_after=yesterday", 400, "ISO 8601"),
+    (f"/search?{query(q='x' * 2001)}", 400, "limit is 2000"),
+    (f"/search?{query(q=LONG)}", 400, "tokens"),
+    (f"/search?{query(q='x', doc_id_like='%' * 600)}", 400, "limit is 512"),
+    ("/similar?k=2", 400, "'chunk_id' is required"),
+    ("/document", 400, "'doc_id' is required"),
+    ("/nowhere", 404, "Not Found"),
+]
+
+
+@pytest.mark.parametrize(("path", "status", "message"), BAD_GETS)
+def test_bad_requests_get_a_json_error(server, path, status, message):
+    response = server.get(path)
+    assert response.status == status
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert message in body["error"] and body["status"] == status
+    assert b"Traceback" not in response.body
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"{not json", 400, "not JSON"),
+        (b"\xff\xfe", 400, "not JSON"),
+        (b"[1, 2]", 400, "JSON object"),
+        (b'{"q": 5}', 400, "q must be a string"),
+        (b'{"q": "x", "k": true}', 400, "k must be an integer"),
+        (b'{"q": "x", "k": 2.5}', 400, "k must be an integer"),
+        (b'{"q": "x", "doc_id_like": ["a"]}', 400, "must be a string"),
+        (json.dumps({"q": "x" * 20000}).encode(), 413, "over 16384 bytes"),
+    ],
+)
+def test_bad_bodies_get_a_json_error(server, body, status, message):
+    response = server.post("/search", body)
+    assert response.status == status
+    assert message in response.json()["error"]
+
+
+def test_wrong_methods_and_hostile_text(store, server):
+    assert server.post("/info", {}).status == 405
+    hostile = ["'; drop table retrieval_store; --", "\\' or 1=1 --", "naïve 日本語 🚲", "a\x00b"]
+    for text in hostile:
+        for mode in ("vector", "keyword", "hybrid"):
+            response = server.get(f"/search?{query(q=text, k=2, mode=mode)}")
+            assert response.status == 200, (text, mode, response.body)
+    assert server.get("/info").json()["chunks"] == 10
+    assert store.query("select count(*) from retrieval_store") == [(10,)]
+
+
+# ------------------------------------------------------------------ API key, principals
+
+
+def test_an_api_key_guards_every_data_endpoint(keyed):
+    paths = ["/search?q=water", "/similar?chunk_id=kitchen/sourdough:0", "/info", "/health"]
+    for path in [*paths, "/metrics", "/document?doc_id=kitchen/sourdough"]:
+        assert keyed.get(path).status == 401, path
+        assert keyed.get(path, {"Authorization": "Bearer wrong"}).status == 401, path
+        assert keyed.get(path, {"Authorization": f"Bearer {API_KEY}"}).status == 200, path
+    assert keyed.get("/info", {"X-API-Key": API_KEY}).status == 200
+    assert keyed.get("/").status == 200  # the page shell holds no data
+    assert "security" in keyed.get("/openapi.json").json()
+
+
+def test_principals_are_accepted_only_behind_the_api_key(server, keyed):
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    principals = {"X-Rag-Principals": "alice, group:handbook"}
+    refused = server.get("/search?q=water", principals)
+    assert refused.status == 400 and "API key" in refused.json()["error"]
+    # A store without allowed_principals is public: the principals change nothing.
+    plain = keyed.get("/search?q=water&k=5", auth).json()["results"]
+    assert keyed.get("/search?q=water&k=5", auth | principals).json()["results"] == plain
+    too_many = {"X-Rag-Principals": ",".join(f"p{i}" for i in range(65))}
+    assert keyed.get("/search?q=water", auth | too_many).status == 400
+
+
+def test_a_store_with_access_control_its_macros_cannot_enforce_is_refused(store, tmp_path):
+    restricted = tmp_path / "restricted.duckdb"
+    restricted.write_bytes(snapshot_of(store).read_bytes())
+    publish_by_hand(
+        restricted, "alter table retrieval_store add column allowed_principals varchar[]"
+    )
+    refused = store.rag_store("serve", "--port", "0", db=restricted, timeout=60)
+    assert refused.returncode == 2
+    (line,) = refused.stderr.strip().splitlines()
+    assert "allowed_principals" in line and "refusing to serve it unfiltered" in line
+
+
+def test_a_model_other_than_the_stores_is_refused_at_start(store):
+    refused = store.rag_store(
+        "serve", "--model", "all-MiniLM-L6-v2", "--port", "0", db=snapshot_of(store), timeout=60
+    )
+    assert refused.returncode == 2
+    (line,) = refused.stderr.strip().splitlines()
+    assert "not comparable" in line and "hash-all-MiniLM-L6-v2" in line
+
+
+# ------------------------------------------------------------------ adapters
+
+
+def test_python_client(server):
+    client = RagStoreClient(server.url)
+    hits = client.search("smoke alarm battery", k=2, mode="keyword", doc_id_like="home/%")
+    assert [hit.doc_id for hit in hits] == ["home/smoke-alarms"] * len(hits) and hits
+    assert client.similar(hits[0].chunk_id, k=1)[0].chunk_id != hits[0].chunk_id
+    assert client.document("home/smoke-alarms")["title"] == "Testing smoke alarms"
+    assert client.info()["chunks"] == 10
+    with pytest.raises(RagStoreError) as error:
+        client.search("x", k=0)
+    assert error.value.status == 400 and "between 1 and 20" in error.value.message
+
+
+class TestRagStoreRetriever(RetrieversIntegrationTests):
+    """langchain-tests' standard retriever suite against the running server."""
+
+    url = ""
+
+    @pytest.fixture(autouse=True)
+    def _server(self, server):
+        type(self).url = server.url
+
+    @property
+    def retriever_constructor(self):
+        return RagStoreRetriever
+
+    @property
+    def retriever_constructor_params(self) -> dict:
+        return {"base_url": self.url, "k": 4, "mode": "hybrid"}
+
+    @property
+    def retriever_query_example(self) -> str:
+        return "how do I keep a sourdough starter alive?"
+
+
+# ------------------------------------------------------------------ publishes (keep last)
+
+
+def metric(server: ServerProcess, name: str) -> float:
+    for family in text_string_to_metric_families(server.get("/metrics").body.decode()):
+        for sample in family.samples:
+            if sample.name == name:
+                return sample.value
+    raise AssertionError(f"no metric {name}")
+
+
+def test_a_publish_that_cannot_be_served_keeps_the_previous_snapshot(store, server):
+    before = metric(server, "rag_store_snapshot_swaps_total")
+    publish_by_hand(
+        snapshot_of(store), "alter table retrieval_store add column allowed_principals varchar[]"
+    )
+    deadline = time.monotonic() + 20
+    while metric(server, "rag_store_snapshot_swap_failures_total") < 1:
+        assert time.monotonic() < deadline, "the refused publish was not noticed"
+        time.sleep(0.2)
+    assert metric(server, "rag_store_snapshot_swaps_total") == before
+    health = server.get("/health").json()
+    assert "allowed_principals" in health["store"]["last_swap_error"]
+    assert server.get("/search?q=water").status == 200
+
+
+def test_publishes_under_a_request_stream_fail_no_request(store, server):
+    swaps_before = metric(server, "rag_store_snapshot_swaps_total")
+    stop = threading.Event()
+    outcomes: list[tuple[int, bytes]] = []
+    modes = ("vector", "keyword", "hybrid")
+
+    def stream(worker: int) -> None:
+        for number in range(3000):  # bounded, and stopped once the publishes are in
+            if stop.is_set():
+                return
+            mode = modes[(worker + number) % 3]
+            response = server.get(f"/search?{query(q='water the plants', k=3, mode=mode)}")
+            outcomes.append((response.status, response.body[:200]))
+
+    with ThreadPoolExecutor(4) as pool:
+        workers = [pool.submit(stream, worker) for worker in range(4)]
+        try:
+            for number in (1, 2):
+                marker = f"zebrafinch{number}"
+                write_feed(store, f"stream-{number}.jsonl", [document(f"stream/{number}", marker)])
+                store.build()
+                deadline = time.monotonic() + 30
+                while True:
+                    found = server.get(f"/search?{query(q=marker, k=1, mode='keyword')}").json()
+                    if [hit["doc_id"] for hit in found["results"]] == [f"stream/{number}"]:
+                        break
+                    assert time.monotonic() < deadline, "the publish was not picked up"
+                    time.sleep(0.1)
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.result()
+    failures = [outcome for outcome in outcomes if outcome[0] != 200]
+    assert outcomes and not failures, failures[:3]
+    assert metric(server, "rag_store_snapshot_swaps_total") >= swaps_before + 2
+    assert server.get("/info").json()["chunks"] == 12
+    assert server.get("/health").json()["store"]["last_swap_error"] is None
