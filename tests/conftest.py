@@ -92,6 +92,9 @@ class DbtProject:
             DBT_PROFILES_DIR=str(REPO),
             DBT_SEND_ANONYMOUS_USAGE_STATS="False",
             HF_HUB_OFFLINE="1",
+            # dbt's unit tests check fixed inputs, not this store: they run once, in
+            # tests/test_dbt_unit_tests.py, rather than in every build of every test.
+            DBT_EXCLUDE_RESOURCE_TYPES="unit_test",
         )
         for name, value in (extra or {}).items():
             if value is None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 from conftest import BIN, REPO, DbtProject
 
+from rag_store.duckdb_ext import load_extension
 from rag_store.snapshot import default_snapshot_path
 
 LISTENING = "rag-store serve: listening on "
@@ -103,6 +104,7 @@ def publish_by_hand(snapshot: Path, change_sql: str) -> None:
     staging = snapshot.with_name(snapshot.name + ".hand")
     shutil.copyfile(snapshot, staging)
     with duckdb.connect(str(staging)) as conn:
+        load_extension(conn, "fts")
         conn.execute(change_sql)
         conn.execute("checkpoint")
     os.replace(staging, snapshot)

@@ -125,7 +125,7 @@ document_summary as (
     select
         count(*) as live_documents,
         count(*) filter (where is_covered) as covered_documents,
-        coalesce(sum(missing_chunks), 0) as missing_chunks,
+        coalesce(sum(missing_chunks), 0)::bigint as missing_chunks,
         coalesce(count(*) filter (where is_covered) / nullif(count(*), 0), 1.0) as coverage,
         coalesce(max(lag_seconds), 0) as max_lag_seconds,
         coalesce(quantile_cont(lag_seconds, 0.95), 0) as p95_lag_seconds,

@@ -139,6 +139,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         limits=limits,
         poll_seconds=args.poll_seconds,
         search_threads=args.threads,
+        duckdb_threads=args.duckdb_threads,
+        embed_threads=args.embed_threads,
         alert_history=Path(args.alert_history)
         if args.alert_history
         else server.default_alert_history(default_database()),
@@ -235,7 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-body-bytes", type=int, default=16384, help="largest POST body accepted (16384)"
     )
     serve.add_argument(
-        "--threads", type=int, default=4, help="search threads, one DuckDB cursor each (4)"
+        "--threads", type=int, default=2, help="searches at once, one DuckDB cursor each (2)"
+    )
+    serve.add_argument(
+        "--duckdb-threads", type=int, default=1, help="DuckDB threads per search (1)"
+    )
+    serve.add_argument(
+        "--embed-threads", type=int, default=None, help="torch threads for questions (torch's)"
     )
     serve.add_argument(
         "--poll-seconds",

@@ -83,7 +83,12 @@ class ServeConfig:
     api_key: str | None = None
     limits: Limits = field(default_factory=Limits)
     poll_seconds: float = 0.5
-    search_threads: int = 4
+    # Searches at once, each on one DuckDB thread: on a small machine, queries side by side
+    # beat each query spreading over every core (docs/benchmarks.md).
+    search_threads: int = 2
+    duckdb_threads: int = 1
+    # torch threads of the question embedder (None: torch's own choice).
+    embed_threads: int | None = None
     max_batch: int = 32
     alert_history: Path | None = None
 
@@ -142,7 +147,7 @@ class Store:
     DuckDB reuses an open database for a path it already has open, which would hand back
     the replaced file instead of the newly published one."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, duckdb_threads: int | None = None):
         self.path = path
         self.stamp = file_stamp(path)
         if self.stamp is None:
@@ -156,6 +161,8 @@ class Store:
         self.closed = False
         self.opened_at = datetime.now(UTC)
         try:
+            if duckdb_threads:
+                self.conn.execute(f"set threads = {int(duckdb_threads)}")
             self.conn.execute(f"load '{extension_path('fts')}'")
             quoted = str(path).replace("'", "''")
             self.conn.execute(f"attach '{quoted}' as snapshot (read_only)")
@@ -244,7 +251,7 @@ class QuestionEmbedder:
     arrive while a forward pass runs wait for the next one and share it: under load the
     per-question cost falls to a fraction of a single encode."""
 
-    def __init__(self, model_ref: str, max_batch: int = 32, on_batch=None):
+    def __init__(self, model_ref: str, max_batch: int = 32, on_batch=None, threads=None):
         from rag_store.chunking import load_tokenizer
         from rag_store.embedding import embed_batch
 
@@ -259,6 +266,10 @@ class QuestionEmbedder:
         # shape is several times slower than the next.
         embed_batch(["warm up the embedder"] * 2, model_ref)
         embed_batch(["warm up"], model_ref)
+        if threads and self.info.backend != "hash":
+            import torch
+
+            torch.set_num_threads(int(threads))
         self._thread = threading.Thread(target=self._run, name="embedder", daemon=True)
         self._thread.start()
 
@@ -349,7 +360,7 @@ class Retrieval:
         self._embedders: dict[str, QuestionEmbedder] = {}
         self.last_swap_error: str | None = None
         self._failed_stamp = None
-        store = Store(config.snapshot)
+        store = Store(config.snapshot, config.duckdb_threads)
         try:
             embedder = self._embedder_for(store)
             self._warm(store, embedder)
@@ -365,7 +376,10 @@ class Retrieval:
         key = embedder_info(reference).model_id
         if key not in self._embedders:
             self._embedders[key] = QuestionEmbedder(
-                reference, self.config.max_batch, self.metrics.observe_batch
+                reference,
+                self.config.max_batch,
+                self.metrics.observe_batch,
+                self.config.embed_threads,
             )
         return self._embedders[key]
 
@@ -419,7 +433,7 @@ class Retrieval:
         started = time.perf_counter()
         stamp = file_stamp(self.config.snapshot)
         try:
-            store = Store(self.config.snapshot)
+            store = Store(self.config.snapshot, self.config.duckdb_threads)
         except ServeError as exc:
             return self._swap_failed(stamp, str(exc))
         try:

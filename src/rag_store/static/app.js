@@ -132,8 +132,10 @@ function plot(svg, points, format) {
   const sy = (y) => height - bottom - ((y - y0) / (y1 - y0)) * (height - top - bottom);
   add("text", { x: 2, y: top + 8 }, format(y1));
   add("text", { x: 2, y: height - bottom }, format(y0));
-  add("text", { x: left, y: height - 6 }, new Date(x0).toISOString().slice(0, 10));
-  add("text", { x: width - right - 58, y: height - 6 }, new Date(x1).toISOString().slice(0, 10));
+  // Dates, or times of day when the history spans less than two days (UTC).
+  const label = (t) => new Date(t).toISOString().slice(x1 - x0 < 2 * 86400000 ? 5 : 0, x1 - x0 < 2 * 86400000 ? 16 : 10).replace("T", " ");
+  add("text", { x: left, y: height - 6 }, label(x0));
+  add("text", { x: width - right - 64, y: height - 6 }, label(x1));
   const path = points.map((p, i) => (i ? "L" : "M") + sx(p[0]).toFixed(1) + " " + sy(p[1]).toFixed(1));
   add("path", { class: "series", d: path.join(" ") });
   for (const p of points) add("circle", { class: "point", cx: sx(p[0]), cy: sy(p[1]), r: 2.5 });
