@@ -170,7 +170,14 @@ def measure(size: int, args, workdir: Path) -> dict:
     generate_s = time.perf_counter() - started
     snapshot = workdir / f"snapshot-{size}.duckdb"
     started = time.perf_counter()
-    publish_snapshot(str(export), str(snapshot), str(workdir / f"snapshot-{size}.parquet"))
+    plan = {
+        "snapshot": str(snapshot),
+        "parquet": str(workdir / f"snapshot-{size}.parquet"),
+        "export_dir": str(export),
+        "reuse": False,
+        "exports": [],
+    }
+    publish_snapshot(json.dumps(plan))
     publish_s = time.perf_counter() - started
     queries = unit_vectors(np.random.default_rng(args.seed + 1), args.warmup + args.queries)
     row = {

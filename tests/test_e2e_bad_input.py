@@ -70,7 +70,7 @@ def test_every_reject_reason_lands_in_documents_rejected(dbt_project):
     assert texts == {"good/one": "Fine text.", "good/two": "Also fine."}
     # The build stays green; the warn-level alert test reports the rejects.
     assert result.returncode == 0
-    alert = dbt_project.dbt("test", "--select", "alert_rejected_rows")
+    alert = dbt_project.dbt("test", "--select", "alert_rejected_rows", vars={"alert_tests": True})
     assert "WARN 1 alert_rejected_rows" in alert.output
 
 
@@ -82,7 +82,7 @@ def test_mass_delete_guard_stops_the_build_and_deletes_nothing(dbt_project):
     dbt_project.vars = {**HASH_EMBEDDER, "document_feed": "", "document_dir": str(docs)}
     dbt_project.build()
     before = dbt_project.checksum()
-    for number in range(5):
+    for number in range(4):
         os.remove(docs / f"doc{number}.md")
 
     blocked = dbt_project.build(check=False)
@@ -91,7 +91,14 @@ def test_mass_delete_guard_stops_the_build_and_deletes_nothing(dbt_project):
     assert "max_delete_fraction" in blocked.output
     assert dbt_project.checksum() == before
 
-    allowed = dbt_project.build(vars={"max_delete_fraction": 1})
+    # An emptied directory is refused before the guard is even asked: nothing delivered.
+    os.remove(docs / "doc4.md")
+    emptied = dbt_project.build(check=False)
+    assert emptied.returncode != 0
+    assert "var document_dir" in emptied.output and "delivers nothing" in emptied.output
+    assert dbt_project.checksum() == before
+
+    allowed = dbt_project.build(vars={"max_delete_fraction": 1, "allow_empty_sources": True})
     assert allowed.returncode == 0
     assert dbt_project.query("select count(*) from retrieval_store") == [(0,)]
 
@@ -146,7 +153,9 @@ def test_embedding_failures_are_recorded_retried_and_reported(dbt_project):
         "select chunks_embedded, chunks_failed from embedding_runs order by started_at"
     )
     assert runs == [(1, 1), (0, 1), (0, 1)]
-    alert = dbt_project.dbt("test", "--select", "alert_chunk_keeps_failing_to_embed")
+    alert = dbt_project.dbt(
+        "test", "--select", "alert_chunk_keeps_failing_to_embed", vars={"alert_tests": True}
+    )
     assert "WARN 1 alert_chunk_keeps_failing_to_embed" in alert.output
 
     time.sleep(0.01)

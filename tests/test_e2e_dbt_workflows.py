@@ -13,7 +13,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 from conftest import HASH_EMBEDDER, DbtProject, document, long_body, write_feed
 
 pytestmark = pytest.mark.e2e

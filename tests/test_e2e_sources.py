@@ -12,7 +12,6 @@ import subprocess
 
 import duckdb
 import pytest
-
 from conftest import BIN, FIXTURES, HASH_EMBEDDER, REPO, document, long_body, write_feed
 
 pytestmark = pytest.mark.e2e

@@ -40,7 +40,8 @@ def row(**fields):
 def test_every_line_comes_through_with_its_position(conn, tmp_path):
     write_lines(tmp_path / "a.jsonl", [row(), b"{not json", b"", b"[1, 2]", row(doc_id="b")])
     (tmp_path / "b.jsonl").write_bytes(row(doc_id="\xff".encode("latin-1").decode("latin-1")))
-    (tmp_path / "c.jsonl").write_bytes(b'{"doc_id": "\xff\xfe"}\n')
+    # One line that is not UTF-8 is rejected alone; the file's other lines still parse.
+    (tmp_path / "c.jsonl").write_bytes(b'{"doc_id": "\xff\xfe"}\n' + row(doc_id="c") + b"\n")
     rows = conn.execute(
         "select _source_file, _line_number, _parse_error, doc_id "
         f"from read_document_feed('{tmp_path}/*.jsonl') order by all"
@@ -52,7 +53,8 @@ def test_every_line_comes_through_with_its_position(conn, tmp_path):
     assert by_error[("a.jsonl", 5)] == (None, "b")
     assert ("a.jsonl", 3) not in by_error  # blank lines are not rows
     assert by_error[("b.jsonl", 1)] == (None, "ÿ")
-    assert by_error[("c.jsonl", None)] == ("invalid_utf8", None)
+    assert by_error[("c.jsonl", 1)] == ("invalid_utf8", None)
+    assert by_error[("c.jsonl", 2)] == (None, "c")
 
 
 def test_crlf_lines_and_loaded_at_are_parsed(conn, tmp_path):
