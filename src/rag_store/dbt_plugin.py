@@ -40,6 +40,20 @@ CHUNK_TYPE = duckdb.list_type(
     )
 )
 
+# One converted file as `rag_convert` returns it: the fields of rag_store.converters.Conversion
+# (metadata as JSON text).
+CONVERSION_TYPE = duckdb.struct_type(
+    {
+        "markdown": "VARCHAR",
+        "title": "VARCHAR",
+        "pages": "INTEGER[]",
+        "page_kind": "VARCHAR",
+        "metadata": "VARCHAR",
+        "reject_reason": "VARCHAR",
+        "detail": "VARCHAR",
+    }
+)
+
 
 @dataclass(frozen=True)
 class Udf:
@@ -79,6 +93,30 @@ def _chunk_rows(body, title, model_ref, max_chunk_tokens, overlap_tokens, contex
 
 def _count_tokens(texts: pa.Array, model_refs: pa.Array) -> pa.Array:
     return pa.array(count_tokens_by_model(texts.to_pylist(), model_refs.to_pylist()), pa.int32())
+
+
+def _convert_files(contents: pa.Array, filenames: pa.Array) -> pa.Array:
+    """A whole batch through one convert_many call (worker processes, per-file limits). Rows
+    with a NULL argument never get here: DuckDB returns NULL for them."""
+    import json
+
+    from rag_store.converters import convert_many
+
+    items = list(zip(contents.to_pylist(), filenames.to_pylist(), strict=True))
+    conversions = convert_many(items)
+    columns = {
+        "markdown": pa.array([c.markdown for c in conversions], pa.string()),
+        "title": pa.array([c.title for c in conversions], pa.string()),
+        "pages": pa.array([c.pages for c in conversions], pa.list_(pa.int32())),
+        "page_kind": pa.array([c.page_kind for c in conversions], pa.string()),
+        "metadata": pa.array(
+            [json.dumps(c.metadata, ensure_ascii=False, sort_keys=True) for c in conversions],
+            pa.string(),
+        ),
+        "reject_reason": pa.array([c.reject_reason for c in conversions], pa.string()),
+        "detail": pa.array([c.detail for c in conversions], pa.string()),
+    }
+    return pa.StructArray.from_arrays(list(columns.values()), names=list(columns))
 
 
 VARCHAR, INTEGER, BOOLEAN = "VARCHAR", "INTEGER", "BOOLEAN"
@@ -136,6 +174,9 @@ UDFS: tuple[Udf, ...] = (
         VARCHAR,
         side_effects=True,
     ),
+    # rag_convert(content, filename) -> CONVERSION_TYPE: a file's bytes as Markdown, or a reject
+    Udf("rag_convert", _convert_files, ("BLOB", VARCHAR), CONVERSION_TYPE, kind="arrow"),
+    Udf("rag_converter_version", "rag_store.converters:converter_version", (), VARCHAR),
 )
 
 
