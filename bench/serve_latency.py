@@ -12,7 +12,11 @@ concurrent clients on keep-alive connections:
 - paced: the clients together offer a fixed rate (latency below saturation);
 - publishes (first size only): closed loop while the snapshot is republished N times.
 
-The clients run on the same 2-core machine as the server, so they take some of its CPU.
+Each size is served once per `--indexes` entry (RAG_STORE_SERVE_INDEX): `sql`, the
+search_vector macro per question, and `memory`, the server's exact in-memory index, so the
+two are compared in the same run. The server's resident memory after warm-up is reported
+per run, and the embedder's mean batch size (from /metrics). The clients run on the same
+2-core machine as the server, so they take some of its CPU.
 
     .venv/bin/python bench/serve_latency.py                      # 10k and 100k chunks
     .venv/bin/python bench/serve_latency.py --sizes 1000000 --seconds 20 --publishes 0
@@ -99,7 +103,7 @@ def questions(count: int, seed: int) -> list[str]:
 
 
 class Server:
-    def __init__(self, snapshot: Path, options: list[str]):
+    def __init__(self, snapshot: Path, options: list[str], index: str):
         self.proc = subprocess.Popen(
             [
                 *(str(BIN / "rag-store"), "serve", "--db", str(snapshot), "--port", "0"),
@@ -108,7 +112,12 @@ class Server:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+            env={
+                **os.environ,
+                "HF_HUB_OFFLINE": "1",
+                "TRANSFORMERS_OFFLINE": "1",
+                "RAG_STORE_SERVE_INDEX": index,
+            },
         )
         line = self.proc.stdout.readline()
         if not line.startswith(LISTENING):
@@ -121,8 +130,100 @@ class Server:
         self.proc.terminate()
         self.proc.wait(30)
 
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def metric_sum(self, name: str) -> float:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+        conn.close()
+        return sum(
+            float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")
+        )
+
+    def mean_batch(self, before: tuple[float, float]) -> float:
+        total = self.metric_sum("rag_store_embed_batch_size_sum") - before[0]
+        count = self.metric_sum("rag_store_embed_batch_size_count") - before[1]
+        return total / count if count else float("nan")
+
+    def batches(self) -> tuple[float, float]:
+        return (
+            self.metric_sum("rag_store_embed_batch_size_sum"),
+            self.metric_sum("rag_store_embed_batch_size_count"),
+        )
+
 
 def run_load(server: Server, texts, clients: int, seconds: float, rate: float | None, mode: str):
+    """`clients` connections asking distinct questions for `seconds` (closed loop, or `rate`
+    requests/s offered in total): latencies (ms), failures and the achieved rate. One asyncio
+    loop drives them all, so the load generator takes little of the CPU the server needs
+    (16 http.client threads took more than a core of the two); CLIENT=threads uses those."""
+    if os.environ.get("CLIENT") == "threads":
+        return run_load_threads(server, texts, clients, seconds, rate, mode)
+    import asyncio
+
+    latencies: list[float] = []
+    failures: list[str] = []
+    counter = iter(range(10**9))
+
+    async def ask(reader, writer, text):
+        path = "/search?" + urllib.parse.urlencode({"q": text, "k": 10, "mode": mode})
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        body = await reader.readexactly(length)
+        if status == 200 and b'"results"' in body:
+            return None
+        return f"HTTP {status}: {body[:120]!r}"
+
+    async def client(deadline):
+        loop = asyncio.get_running_loop()
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        interval = clients / rate if rate else 0.0
+        next_at = loop.time() + random.random() * interval
+        while True:
+            if interval:
+                pause = next_at - loop.time()
+                if pause > 0:
+                    await asyncio.sleep(pause)
+                next_at += interval
+            now = time.perf_counter()
+            if now >= deadline:
+                break
+            try:
+                error = await asyncio.wait_for(
+                    ask(reader, writer, texts[next(counter) % len(texts)]), 60
+                )
+            except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                writer.close()
+                reader, writer = await asyncio.open_connection(server.host, server.port)
+            elapsed = (time.perf_counter() - now) * 1000
+            (failures if error else latencies).append(error or elapsed)
+        writer.close()
+
+    async def main():
+        deadline = time.perf_counter() + seconds
+        await asyncio.gather(*(client(deadline) for _ in range(clients)))
+
+    started = time.perf_counter()
+    asyncio.run(main())
+    wall = time.perf_counter() - started
+    return latencies, failures, (len(latencies) + len(failures)) / wall
+
+
+def run_load_threads(
+    server: Server, texts, clients: int, seconds: float, rate: float | None, mode: str
+):
     """`clients` threads asking distinct questions for `seconds`; closed loop, or `rate`
     requests/s offered in total. Returns latencies (ms), failures and the achieved rate."""
     latencies: list[float] = []
@@ -192,6 +293,8 @@ def summary(label: str, latencies, failures, rate) -> dict:
 
 
 def cli_path(snapshot: Path, texts: list[str], runs: int) -> dict:
+    if runs < 1:
+        return None
     timings = []
     for text in texts[:runs]:
         started = time.perf_counter()
@@ -214,25 +317,59 @@ def cli_path(snapshot: Path, texts: list[str], runs: int) -> dict:
 
 
 def measure(size: int, args, workdir: Path, first: bool) -> list[dict]:
-    print(f"[serve-latency] {size:,} chunks: publishing ...", file=sys.stderr, flush=True)
-    snapshot = build_snapshot(workdir, size, args.seed, args.model)
+    snapshot = workdir / f"snapshot-{size}.duckdb"
+    if not (args.workdir and snapshot.exists()):
+        print(f"[serve-latency] {size:,} chunks: publishing ...", file=sys.stderr, flush=True)
+        snapshot = build_snapshot(workdir, size, args.seed, args.model)
     texts = questions(20_000, args.seed + size)
     rows = []
-    server = Server(snapshot, args.server_options)
+    for index in args.indexes:
+        rows.extend(measure_index(size, index, snapshot, texts, args, workdir, first))
+    cli = cli_path(snapshot, texts, args.cli_runs)
+    if cli:
+        rows.append(cli)
+    for row in rows:
+        row["chunks"] = size
+        row.setdefault("index", "")
+    return rows
+
+
+def measure_index(size, index, snapshot, texts, args, workdir, first) -> list[dict]:
+    rows = []
+    started = time.perf_counter()
+    server = Server(snapshot, args.server_options, index)
+    startup = time.perf_counter() - started
+
+    def add(row):
+        row["index"] = index
+        rows.append(row)
+        print(f"[serve-latency] {index}: {row}", file=sys.stderr, flush=True)
+
     try:
         run_load(server, texts[-500:], args.clients, 3, None, "vector")  # warm-up
+        rss = server.rss_mib()
+        print(
+            f"[serve-latency] {size:,} chunks, index {index}: started in {startup:.1f} s, "
+            f"RSS {rss:.0f} MiB after warm-up",
+            file=sys.stderr,
+            flush=True,
+        )
+        before = server.batches()
         closed = run_load(server, texts, args.clients, args.seconds, None, "vector")
-        rows.append(summary(f"{args.clients} clients, closed loop, vector", *closed))
-        print(f"[serve-latency] {rows[-1]}", file=sys.stderr, flush=True)
+        row = summary(f"{args.clients} clients, closed loop, vector", *closed)
+        row.update(rss_mib=rss, startup_s=startup, mean_batch=server.mean_batch(before))
+        add(row)
         for fraction in args.paced:
             rate = closed[2] * fraction
             paced = run_load(server, texts[5000:], args.clients, args.seconds, rate, "vector")
-            rows.append(summary(f"{args.clients} clients, paced at {rate:.0f}/s, vector", *paced))
-            print(f"[serve-latency] {rows[-1]}", file=sys.stderr, flush=True)
+            add(summary(f"{args.clients} clients, paced at {rate:.0f}/s, vector", *paced))
         if first and args.hybrid:
+            before = server.batches()
             hybrid = run_load(server, texts[10000:], args.clients, args.seconds, None, "hybrid")
-            rows.append(summary(f"{args.clients} clients, closed loop, hybrid", *hybrid))
-        if first and args.publishes:
+            row = summary(f"{args.clients} clients, closed loop, hybrid", *hybrid)
+            row.update(mean_batch=server.mean_batch(before))
+            add(row)
+        if first and args.publishes and index in args.publish_indexes:
             done = threading.Event()
             published = []
 
@@ -254,7 +391,7 @@ def measure(size: int, args, workdir: Path, first: bool) -> list[dict]:
             thread.join()
             wall = time.perf_counter() - started
             rate = (len(results[0]) + len(results[1])) / wall
-            rows.append(
+            add(
                 summary(
                     f"{args.clients} clients, closed loop, during {len(published)} publishes",
                     results[0],
@@ -264,9 +401,6 @@ def measure(size: int, args, workdir: Path, first: bool) -> list[dict]:
             )
     finally:
         server.stop()
-    rows.append(cli_path(snapshot, texts, args.cli_runs))
-    for row in rows:
-        row["chunks"] = size
     return rows
 
 
@@ -289,23 +423,47 @@ def main(argv=None) -> int:
         default=[],
         help="extra `rag-store serve` options, e.g. '--threads 3 --embed-threads 1'",
     )
+    parser.add_argument(
+        "--indexes",
+        type=lambda text: [x for x in text.split(",") if x],
+        default=["sql", "memory"],
+        help="RAG_STORE_SERVE_INDEX values to serve each size with, in order",
+    )
+    parser.add_argument(
+        "--publish-indexes",
+        type=lambda text: [x for x in text.split(",") if x],
+        default=["memory"],
+        help="which of --indexes also run the publishes",
+    )
     parser.add_argument("--cli-runs", type=int, default=3)
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--seed", type=int, default=20261202)
     parser.add_argument("--json", type=Path, default=None, help="also write results as JSON")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep generated snapshots here; one already there is served as it is",
+    )
     args = parser.parse_args(argv)
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="rag-store-serve-bench-") as scratch:
+        workdir = args.workdir or Path(scratch)
         for number, size in enumerate(args.sizes):
-            rows.extend(measure(size, args, Path(scratch), first=number == 0))
+            rows.extend(measure(size, args, workdir, first=number == 0))
     print(f"\n{args.clients} clients, k=10, distinct questions, model {args.model}\n")
-    print("| chunks | run | requests | failed | rate/s | p50 ms | p99 ms |")
-    print("|---:|---|---:|---:|---:|---:|---:|")
+    print(
+        "| chunks | index | run | requests | failed | rate/s | p50 ms | p99 ms | batch | RSS MiB |"
+    )
+    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
+        batch = f"{row['mean_batch']:.1f}" if row.get("mean_batch") else ""
+        rss = f"{row['rss_mib']:,.0f}" if row.get("rss_mib") else ""
         print(
-            f"| {row['chunks']:,} | {row['run']} | {row['requests']:,} | {row['failed']} | "
-            f"{row['rate']:.1f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} |"
+            f"| {row['chunks']:,} | {row['index']} | {row['run']} | {row['requests']:,} | "
+            f"{row['failed']} | {row['rate']:.1f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | "
+            f"{batch} | {rss} |"
         )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

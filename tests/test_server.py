@@ -41,10 +41,13 @@ def store(tmp_path_factory) -> DbtProject:
     return project
 
 
-def start(store: DbtProject, *args: str, api_key: str | None = None) -> ServerProcess:
+def start(
+    store: DbtProject, *args: str, api_key: str | None = None, index: str | None = None
+) -> ServerProcess:
     env = {
         "RAG_STORE_API_KEY": api_key,
         "RAG_STORE_ALERT_HISTORY": str(store.root / "alert_history.jsonl"),
+        "RAG_STORE_SERVE_INDEX": index,
     }
     return ServerProcess(store, "--db", str(snapshot_of(store)), *args, env=env)
 
@@ -106,6 +109,23 @@ def test_every_filter_is_applied(store, server):
     # The same search as a JSON body.
     posted = server.post("/search", {"q": "water", "k": 10, "doc_id_like": "kitchen/%"}).json()
     assert {hit["doc_id"] for hit in posted["results"]} == {"kitchen/sourdough"}
+
+
+def test_the_in_memory_index_answers_what_the_sql_path_answers(store, server):
+    """The default server ranks vectors from memory; RAG_STORE_SERVE_INDEX=sql sends every
+    search through the macros. Both answer the same, in every mode and under filters."""
+    assert server.get("/info").json()["vector_index"].startswith("memory: 10 vectors")
+    sql = start(store, "--max-k", "20", index="sql")
+    try:
+        assert sql.get("/info").json()["vector_index"].startswith("sql:")
+        for mode in ("vector", "hybrid"):
+            for params in ({}, {"doc_id_like": "kitchen/%"}, {"title_like": "%e%"}):
+                for question in ("water", "smoke alarm battery", "how do I oil a chain?"):
+                    path = f"/search?{query(q=question, k=20, mode=mode, **params)}"
+                    expected = sql.get(path).json()["results"]
+                    assert expected and server.get(path).json()["results"] == expected
+    finally:
+        sql.stop()
 
 
 def test_similar_and_document(server):
@@ -429,3 +449,27 @@ def test_publishes_under_a_request_stream_fail_no_request(store, server):
     assert metric(server, "rag_store_snapshot_swaps_total") >= swaps_before + 4
     assert server.get("/info").json()["chunks"] == 14
     assert server.get("/health").json()["store"]["last_swap_error"] is None
+
+
+def test_the_index_is_rebuilt_before_a_swap(store, server):
+    """A publish adding an exact copy of a chunk's vector (a tie, ranked by chunk_id) is
+    served from a rebuilt index: vector results match `rag-store search` on the new file."""
+    swaps = metric(server, "rag_store_snapshot_swaps_total")
+    publish_by_hand(
+        snapshot_of(store),
+        "insert into retrieval_store select * replace ("
+        "'kitchen/sourdough:0a' as chunk_id, 'copy of a chunk' as chunk_text) "
+        "from retrieval_store where chunk_id = 'kitchen/sourdough:0'",
+    )
+    deadline = time.monotonic() + 30
+    while metric(server, "rag_store_snapshot_swaps_total") < swaps + 1:
+        assert time.monotonic() < deadline, "the publish was not picked up"
+        time.sleep(0.1)
+    info = server.get("/info").json()
+    assert info["vector_index"].startswith(f"memory: {info['chunks']} vectors")
+    for question in ("water", "keeping a sourdough starter alive"):
+        body = server.get(f"/search?{query(q=question, k=20)}").json()
+        assert body["results"] == cli_hits(store, question, "vector", 20)
+    ids = [hit["chunk_id"] for hit in body["results"]]
+    first = ids.index("kitchen/sourdough:0")
+    assert ids[first + 1] == "kitchen/sourdough:0a"  # equal scores: chunk_id order

@@ -196,6 +196,15 @@ def _collect(project_dir: Path, db_path: Path, dbt_vars: str | None, target: Pat
     return report
 
 
+def history_path(database: str | os.PathLike, override: str | os.PathLike | None = None) -> Path:
+    """Where `rag-store alerts` appends its reports (and `rag-store serve` reads the latest):
+    `override`, else $RAG_STORE_ALERT_HISTORY, else alert_history.jsonl beside the database."""
+    chosen = str(override or os.environ.get("RAG_STORE_ALERT_HISTORY", "") or "")
+    if chosen and chosen != ".":
+        return Path(chosen)
+    return Path(database).parent / "alert_history.jsonl"
+
+
 def alert_vars(dbt_vars: str | None) -> str:
     """The caller's dbt --vars (YAML or JSON text) with the alert tests enabled."""
     parsed = yaml.safe_load(dbt_vars) if dbt_vars and dbt_vars.strip() else {}

@@ -71,10 +71,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         report.notes.append(
             "webhook: delivered" if failure is None else f"webhook: NOT delivered ({failure})"
         )
-    history = Path(args.history or os.environ.get("RAG_STORE_ALERT_HISTORY", ""))
-    if not str(history) or str(history) == ".":
-        history = db_path.parent / "alert_history.jsonl"
-    alerts.append_history(history, report)
+    alerts.append_history(alerts.history_path(db_path, args.history), report)
     if args.format == "json":
         print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
     else:
@@ -122,6 +119,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rag_store import server
+    from rag_store.alerts import history_path
     from rag_store.embedder_info import ModelNotFoundError
     from rag_store.snapshot import default_database, default_snapshot_path
 
@@ -141,9 +139,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         search_threads=args.threads,
         duckdb_threads=args.duckdb_threads,
         embed_threads=args.embed_threads,
-        alert_history=Path(args.alert_history)
-        if args.alert_history
-        else server.default_alert_history(default_database()),
+        alert_history=history_path(default_database(), args.alert_history),
+        **({"index": args.index} if args.index else {}),
     )
     try:
         server.serve(config, args.host, args.port, access_log=args.access_log)
@@ -243,7 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--duckdb-threads", type=int, default=1, help="DuckDB threads per search (1)"
     )
     serve.add_argument(
-        "--embed-threads", type=int, default=None, help="torch threads for questions (torch's)"
+        "--embed-threads", type=int, default=None, help="torch threads for questions (1)"
+    )
+    serve.add_argument(
+        "--index",
+        choices=("auto", "memory", "sql"),
+        help="vector search from an exact in-memory index, the SQL macros, or auto: memory "
+        "while the vectors fit in 1 GiB (default $RAG_STORE_SERVE_INDEX, else auto)",
     )
     serve.add_argument(
         "--poll-seconds",

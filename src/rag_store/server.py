@@ -1,16 +1,19 @@
 """`rag-store serve`: retrieval over HTTP from the published snapshot, at application latency.
 
-One process keeps the store's embedder loaded and the snapshot open read-only; every search
-goes through the same search table macros as the CLI (`rag_store.search`), with request data
-bound as parameters, never spliced into SQL.
+One process keeps the store's embedder loaded and the snapshot open read-only. Searches give
+exactly what the CLI's search table macros give (`rag_store.search`): vector rankings come
+from an exact in-memory index of the snapshot (`rag_store.vector_index`, same chunks, order
+and scores as `search_vector`; RAG_STORE_SERVE_INDEX=sql turns it off), everything else from
+the macros, with request data bound as parameters, never spliced into SQL.
 
 - **Publishes** are picked up without a restart: a watcher notices the snapshot file has been
   replaced (publishing swaps a new file in by rename, so its inode changes), opens and warms
   the new file, then swaps it in. Requests already running finish on the generation they
   started on; it is closed when the last of them ends.
 - **Concurrency**: questions that arrive while the model is busy are embedded together in
-  one forward pass (micro-batching); searches run on a small thread pool, each thread with
-  its own DuckDB cursor of the current generation.
+  one forward pass (micro-batching) and, with the in-memory index, ranked together by one
+  matrix product on the embedder's thread; SQL searches run on a small thread pool, each
+  thread with its own DuckDB cursor of the current generation.
 - **Safety**: binds 127.0.0.1 unless told otherwise; an optional API key (RAG_STORE_API_KEY)
   guards every data endpoint; request sizes, question length and `k` are bounded; bad input
   is a 4xx with a JSON error, and nothing answers with a stack trace.
@@ -43,6 +46,7 @@ import duckdb
 from rag_store import alerts, search
 from rag_store.duckdb_ext import extension_path
 from rag_store.embedder_info import embedder_info
+from rag_store.vector_index import HYBRID_DEPTH, IndexUnavailable, VectorIndex, fuse_hybrid
 
 log = logging.getLogger("rag_store.server")
 
@@ -51,6 +55,12 @@ DEFAULT_PORT = 8765
 API_KEY_ENV = "RAG_STORE_API_KEY"
 PRINCIPALS_HEADER = "X-Rag-Principals"
 HISTORY_ROWS = 500
+# How vector searches are answered: "memory" (an exact in-memory index, see
+# rag_store.vector_index), "sql" (the search_vector macro per question), or "auto": memory
+# while the vectors fit in INDEX_AUTO_BYTES, else sql.
+INDEX_ENV = "RAG_STORE_SERVE_INDEX"
+INDEX_MODES = ("auto", "memory", "sql")
+INDEX_AUTO_BYTES = 1 << 30
 
 
 class ServeError(RuntimeError):
@@ -87,10 +97,18 @@ class ServeConfig:
     # beat each query spreading over every core (docs/benchmarks.md).
     search_threads: int = 2
     duckdb_threads: int = 1
-    # torch threads of the question embedder (None: torch's own choice).
+    # torch threads of the question embedder (None: one, which leaves the other core to
+    # HTTP and search; docs/benchmarks.md).
     embed_threads: int | None = None
     max_batch: int = 32
+    # How long the embedder waits for more questions once one has arrived (seconds).
+    batch_wait: float = 0.0
     alert_history: Path | None = None
+    index: str = field(default_factory=lambda: os.environ.get(INDEX_ENV) or "auto")
+
+    def __post_init__(self):
+        if self.index not in INDEX_MODES:
+            raise ServeError(f"{INDEX_ENV} must be one of {', '.join(INDEX_MODES)}")
 
 
 # ------------------------------------------------------------------ opened snapshots
@@ -147,7 +165,7 @@ class Store:
     DuckDB reuses an open database for a path it already has open, which would hand back
     the replaced file instead of the newly published one."""
 
-    def __init__(self, path: Path, duckdb_threads: int | None = None):
+    def __init__(self, path: Path, duckdb_threads: int | None = None, index: str = "sql"):
         self.path = path
         self.stamp = file_stamp(path)
         if self.stamp is None:
@@ -168,10 +186,32 @@ class Store:
             self.conn.execute(f"attach '{quoted}' as snapshot (read_only)")
             self.conn.execute("use snapshot")
             self._describe()
+            self.index, self.index_note = self._index(index)
         except (duckdb.Error, search.SearchError) as exc:
             self.conn.close()
             first = str(exc).splitlines()[0]
             raise ServeError(f"cannot serve {path}: {first}") from None
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def _index(self, mode: str) -> tuple[VectorIndex | None, str]:
+        """The in-memory index `mode` asks for, built now (before the store is swapped
+        in), or None and why vector searches go through the SQL macro instead."""
+        if mode == "sql":
+            return None, "sql: the search_vector macro per question (configured)"
+        size = self.chunks * self.dimension * 4
+        if mode == "auto" and size > INDEX_AUTO_BYTES:
+            return None, (
+                f"sql: {size / 2**30:.1f} GiB of vectors is over the automatic limit of "
+                f"{INDEX_AUTO_BYTES / 2**30:.0f} GiB (set {INDEX_ENV}=memory to load them)"
+            )
+        try:
+            index = VectorIndex.build(self.conn, self.schema, self.access)
+        except IndexUnavailable as exc:
+            log.warning("rag-store serve: %s: no in-memory index: %s", self.path, exc)
+            return None, f"sql: {exc}"
+        return index, f"memory: {index.count} vectors, {index.nbytes / 2**20:.1f} MiB"
 
     def _describe(self) -> None:
         conn = self.conn
@@ -251,35 +291,41 @@ class QuestionEmbedder:
     arrive while a forward pass runs wait for the next one and share it: under load the
     per-question cost falls to a fraction of a single encode."""
 
-    def __init__(self, model_ref: str, max_batch: int = 32, on_batch=None, threads=None):
+    def __init__(self, model_ref: str, max_batch: int = 32, on_batch=None, threads=None, wait=0.0):
         from rag_store.chunking import load_tokenizer
         from rag_store.embedding import embed_batch
 
         self.model_ref = model_ref
         self.info = embedder_info(model_ref)
         self.max_batch = max_batch
+        self.wait = wait
         self._embed_batch = embed_batch
         self._on_batch = on_batch
         self._tokenizer = load_tokenizer(str(self.info.tokenizer_file))
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         # Load and warm the model before the first request: the first forward pass of a
         # shape is several times slower than the next.
-        embed_batch(["warm up the embedder"] * 2, model_ref)
         embed_batch(["warm up"], model_ref)
-        if threads and self.info.backend != "hash":
+        if self.info.backend != "hash":
             import torch
 
-            torch.set_num_threads(int(threads))
+            # One thread by default: on two cores a second one mostly waits for the core
+            # the event loop and the searches run on (docs/benchmarks.md).
+            torch.set_num_threads(int(threads or 1))
+        embed_batch(["warm up the embedder"] * 2, model_ref)
+        embed_batch(["warm up"], model_ref)
         self._thread = threading.Thread(target=self._run, name="embedder", daemon=True)
         self._thread.start()
 
     def tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
 
-    async def embed(self, text: str):
+    async def embed(self, text: str, job: tuple | None = None):
+        """The question's vector; with `job` = (index, k, mask), its top-k in that index
+        instead, ranked together with the other questions of its batch."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.put((text, loop, future))
+        self._queue.put((text, loop, future, job))
         return await future
 
     def stop(self) -> None:
@@ -292,9 +338,15 @@ class QuestionEmbedder:
                 return
             batch = [item]
             stop = False
+            deadline = time.perf_counter() + self.wait
             while len(batch) < self.max_batch:
                 try:
-                    more = self._queue.get_nowait()
+                    remaining = deadline - time.perf_counter()
+                    more = (
+                        self._queue.get(timeout=remaining)
+                        if remaining > 0
+                        else self._queue.get_nowait()
+                    )
                 except queue.Empty:
                     break
                 if more is None:
@@ -303,16 +355,41 @@ class QuestionEmbedder:
                 batch.append(more)
             started = time.perf_counter()
             try:
-                vectors = self._embed_batch([text for text, _, _ in batch], self.model_ref)
+                vectors = self._embed_batch([item[0] for item in batch], self.model_ref)
                 outcome = [(vector, None) for vector in vectors]
             except Exception as exc:  # handed to every waiting request
                 outcome = [(None, exc)] * len(batch)
             if self._on_batch:
                 self._on_batch(len(batch), time.perf_counter() - started)
-            for (_, loop, future), (vector, error) in zip(batch, outcome, strict=True):
-                loop.call_soon_threadsafe(_settle, future, vector, error)
+            outcome = _rank_jobs(batch, outcome)
+            for (_, loop, future, _), (value, error) in zip(batch, outcome, strict=True):
+                loop.call_soon_threadsafe(_settle, future, value, error)
             if stop:
                 return
+
+
+def _rank_jobs(batch: list, outcome: list) -> list:
+    """Replace the vector of every question that asked for an index search with its
+    ranking: one matrix product per index for all of the batch's questions."""
+    groups: dict[int, list[int]] = {}
+    for number, item in enumerate(batch):
+        if item[3] is not None and outcome[number][1] is None:
+            groups.setdefault(id(item[3][0]), []).append(number)
+    outcome = list(outcome)
+    for members in groups.values():
+        index = batch[members[0]][3][0]
+        try:
+            ranked = index.search(
+                [outcome[n][0] for n in members],
+                [batch[n][3][1] for n in members],
+                [batch[n][3][2] for n in members],
+            )
+            for number, result in zip(members, ranked, strict=True):
+                outcome[number] = (result, None)
+        except Exception as exc:
+            for number in members:
+                outcome[number] = (None, exc)
+    return outcome
 
 
 def _settle(future: asyncio.Future, value, error) -> None:
@@ -350,17 +427,29 @@ def resolve_model(store: Store, explicit: str | None) -> str:
     return reference
 
 
+def _mark_pandas_absent() -> None:
+    """DuckDB's Python client tries `import pandas` on every query with parameters; when
+    pandas is not installed each attempt walks sys.path again (~0.3 ms a query, a quarter of
+    a search thread's time under load). Recording the absence once makes it fail at once."""
+    import importlib.util
+    import sys
+
+    if "pandas" not in sys.modules and importlib.util.find_spec("pandas") is None:
+        sys.modules["pandas"] = None
+
+
 class Retrieval:
     """The served state: the current generation, swapped when a publish lands."""
 
     def __init__(self, config: ServeConfig, metrics: Metrics):
+        _mark_pandas_absent()
         self.config = config
         self.metrics = metrics
         self._lock = threading.Lock()
         self._embedders: dict[str, QuestionEmbedder] = {}
         self.last_swap_error: str | None = None
         self._failed_stamp = None
-        store = Store(config.snapshot, config.duckdb_threads)
+        store = Store(config.snapshot, config.duckdb_threads, config.index)
         try:
             embedder = self._embedder_for(store)
             self._warm(store, embedder)
@@ -380,6 +469,7 @@ class Retrieval:
                 self.config.max_batch,
                 self.metrics.observe_batch,
                 self.config.embed_threads,
+                self.config.batch_wait,
             )
         return self._embedders[key]
 
@@ -400,6 +490,8 @@ class Retrieval:
                 access=store.access,
                 principals=[],
             )
+        if store.index is not None:
+            store.index.search([vector], [1])
 
     # -- requests
 
@@ -433,7 +525,7 @@ class Retrieval:
         started = time.perf_counter()
         stamp = file_stamp(self.config.snapshot)
         try:
-            store = Store(self.config.snapshot, self.config.duckdb_threads)
+            store = Store(self.config.snapshot, self.config.duckdb_threads, self.config.index)
         except ServeError as exc:
             return self._swap_failed(stamp, str(exc))
         try:
@@ -738,13 +830,6 @@ def read_last_alert(path: Path | None) -> dict | None:
     return None
 
 
-def default_alert_history(database: str | os.PathLike) -> Path:
-    """Where `rag-store alerts` appends its reports: $RAG_STORE_ALERT_HISTORY, else
-    alert_history.jsonl beside the database (the rule of `rag-store alerts`)."""
-    configured = os.environ.get("RAG_STORE_ALERT_HISTORY", "")
-    return Path(configured) if configured else Path(database).parent / "alert_history.jsonl"
-
-
 class Api:
     """The endpoints. Every data endpoint passes through `_guard` (API key, principals,
     errors as JSON)."""
@@ -814,8 +899,6 @@ class Api:
         return await self._search(request, await json_body(request, self.limits))
 
     async def _search(self, request, given: Mapping):
-        from starlette.responses import JSONResponse
-
         started = time.perf_counter()
         values = parse_params(SEARCH_PARAMS, given, self.limits)
         principals = self.principals(request)
@@ -832,6 +915,9 @@ class Api:
                         f"the question is {tokens} tokens; the embedder reads at most "
                         f"{embedder.info.window_tokens}",
                     )
+                if store.index is not None:
+                    hits = await self._index_search(store, embedder, question, mode, k, filters)
+                    return self._answer(started, question, k, mode, filters, hits, store)
                 vector = await embedder.embed(question)
             hits = await self.retrieval.run(
                 lambda: search.call_search_macro(
@@ -847,15 +933,58 @@ class Api:
                     principals=principals,
                 )
             )
-            summary = _store_summary(store)
+        return self._answer(started, question, k, mode, filters, hits, store)
+
+    def _answer(self, started, question, k, mode, filters, hits, store):
+        from starlette.responses import JSONResponse
+
         return JSONResponse(
             {
                 "query": {"q": question, "k": k, "mode": mode, "filters": filters.params()},
                 "results": [_hit(hit) for hit in hits],
-                "store": summary,
+                "store": _store_summary(store),
                 "took_ms": round((time.perf_counter() - started) * 1000, 3),
             }
         )
+
+    async def _index_search(self, store, embedder, question, mode, k, filters):
+        """A vector or hybrid search with the vector ranking from the store's in-memory
+        index (batched with the other questions embedded together); hybrid's keyword
+        ranking still comes from its macro, run meanwhile, and is fused as the macro does."""
+        index = store.index
+        keyword = None
+        if mode == "hybrid":
+            keyword = asyncio.ensure_future(
+                self.retrieval.run(
+                    lambda: search.call_search_macro(
+                        store.cursor(),
+                        "keyword",
+                        HYBRID_DEPTH,
+                        query_text=question,
+                        filters=filters,
+                        schema=store.schema,
+                        access=store.access,
+                    )
+                )
+            )
+        try:
+            known, mask = index.cached_mask(filters)
+            if not known:
+                mask = await self.retrieval.run(
+                    lambda: index.mask(store.cursor(), store.schema, filters)
+                )
+            depth = HYBRID_DEPTH if mode == "hybrid" else k
+            ranked = await embedder.embed(question, (index, depth, mask))
+            vector_hits = index.hits(ranked)
+        except BaseException:
+            if keyword is not None:
+                keyword.cancel()
+                with contextlib.suppress(BaseException):
+                    await keyword
+            raise
+        if keyword is None:
+            return vector_hits
+        return fuse_hybrid(await keyword, vector_hits, k)
 
     async def similar(self, request):
         from starlette.responses import JSONResponse
@@ -950,6 +1079,7 @@ class Api:
                 "snapshot_key": store.info.get("snapshot_key"),
                 "served_since": store.opened_at.isoformat(timespec="seconds"),
                 "access_control": store.access.restricted,
+                "vector_index": store.index_note,
                 "modes": list(search.MODES),
                 "filters": [spec.name for spec in FILTER_PARAMS],
                 "limits": {
