@@ -1,7 +1,7 @@
 """Text questions end to end through `rag-store serve` (HTTP, embedding with the real model,
 search, JSON), beside the CLI path on the same snapshot.
 
-For each size a synthetic snapshot is published with `rag_store.snapshot.publish_snapshot`
+For each size a synthetic snapshot is published with `rag_store.snapshot.publish_export`
 (the function dbt's on-run-end hook calls), from the rows bench/snapshot_search.py
 generates, labelled with the real embedder's model_id so the server embeds questions with
 all-MiniLM-L6-v2. A real `rag-store serve` process answers distinct questions from
@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from snapshot_search import DIMENSION, WORDS, int_list, write_export
 
 from rag_store.embedder_info import DEFAULT_MODEL, embedder_info
-from rag_store.snapshot import publish_snapshot
+from rag_store.snapshot import publish_export
 
 BIN = Path(sys.executable).parent
 LISTENING = "rag-store serve: listening on "
@@ -80,16 +80,9 @@ def build_snapshot(workdir: Path, size: int, seed: int, model: str) -> Path:
             template / "retrieval_store.parquet",
         )
     shutil.rmtree(export, ignore_errors=True)
-    shutil.copytree(template, export)  # publish_snapshot removes its export when done
+    shutil.copytree(template, export)  # publishing removes its export when done
     snapshot = workdir / f"snapshot-{size}.duckdb"
-    plan = {
-        "snapshot": str(snapshot),
-        "parquet": str(workdir / f"snapshot-{size}.parquet"),
-        "export_dir": str(export),
-        "reuse": False,
-        "exports": [],
-    }
-    publish_snapshot(json.dumps(plan))
+    publish_export(export, snapshot)
     return snapshot
 
 

@@ -1,7 +1,7 @@
 """Vector search latency through the published snapshot, the way `rag-store search` runs it.
 
 search_latency.py times bare SQL expressions over a three-column table. This script times
-the product path instead: a snapshot written by `rag_store.snapshot.publish_snapshot` (the
+the product path instead: a snapshot written by `rag_store.snapshot.publish_export` (the
 function the on-run-end hook calls: float compression off, BM25 index, search macros),
 queried with `rag_store.search.vector_search` (the `search_vector` macro with its
 model check, metadata filters and text columns, results fetched into Python).
@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rag_store.search import Filters, vector_search
-from rag_store.snapshot import publish_snapshot
+from rag_store.snapshot import publish_export
 
 DIMENSION = 384
 MODEL_ID = "synthetic/d384/l2/w256"
@@ -170,14 +170,7 @@ def measure(size: int, args, workdir: Path) -> dict:
     generate_s = time.perf_counter() - started
     snapshot = workdir / f"snapshot-{size}.duckdb"
     started = time.perf_counter()
-    plan = {
-        "snapshot": str(snapshot),
-        "parquet": str(workdir / f"snapshot-{size}.parquet"),
-        "export_dir": str(export),
-        "reuse": False,
-        "exports": [],
-    }
-    publish_snapshot(json.dumps(plan))
+    publish_export(export, snapshot)
     publish_s = time.perf_counter() - started
     queries = unit_vectors(np.random.default_rng(args.seed + 1), args.warmup + args.queries)
     row = {

@@ -204,6 +204,20 @@ def publish_snapshot(plan_json: str) -> str:
         shutil.rmtree(plan["export_dir"], ignore_errors=True)
 
 
+def publish_export(export_dir: str | os.PathLike, snapshot: str | os.PathLike) -> str:
+    """Publish a snapshot from an export directory made outside dbt (benchmarks, tools):
+    Parquet files named after PUBLISHED_TABLES, store_info included. Nothing is reused."""
+    paths = snapshot_paths("", str(snapshot))
+    plan = {
+        "snapshot": str(paths.snapshot),
+        "parquet": str(paths.parquet),
+        "export_dir": str(export_dir),
+        "reuse": False,
+        "exports": [],
+    }
+    return publish_snapshot(json.dumps(plan))
+
+
 def _publish(plan: dict) -> str:
     export = Path(plan["export_dir"])
     snapshot = Path(plan["snapshot"])
