@@ -59,7 +59,15 @@ cleaned as (
         coalesce(try_cast(is_deleted as boolean), false) as is_deleted,
         is_deleted is not null and try_cast(is_deleted as boolean) is null
             as has_bad_is_deleted,
-        _loaded_at
+        _loaded_at,
+        {#- Where each page or slide starts in the body (converted directory files only). #}
+        {% if source_kind == 'directory' and source_relation is not none -%}
+            _pages as pages,
+            _page_kind as page_kind
+        {%- else -%}
+            null::integer [] as pages,
+            null::varchar as page_kind
+        {%- endif %}
     from source
 ),
 

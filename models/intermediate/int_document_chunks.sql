@@ -5,7 +5,7 @@
         materialized='incremental',
         unique_key='doc_id',
         incremental_strategy='delete+insert',
-        on_schema_change='fail',
+        on_schema_change='append_new_columns',
         post_hook=[
             "{% if rag_store.may_write(this) %}
                 delete from {{ this }} where doc_id not in (
@@ -48,6 +48,8 @@ documents_to_chunk as (
         latest_documents.title,
         latest_documents.body,
         latest_documents.content_hash,
+        latest_documents.pages,
+        latest_documents.page_kind,
         chunker.chunker_fingerprint,
         chunker.model_reference,
         chunker.max_chunk_tokens,
@@ -70,6 +72,8 @@ exploded as (
         documents_to_chunk.doc_id,
         documents_to_chunk.content_hash,
         documents_to_chunk.chunker_fingerprint,
+        documents_to_chunk.pages,
+        documents_to_chunk.page_kind,
         -- the struct expands into its fields: no alias is possible
         unnest(rag_chunk(  -- noqa: AL03
             documents_to_chunk.body,
@@ -93,6 +97,16 @@ chunks as (
         exploded.token_count,
         exploded.char_start,
         exploded.char_end,
+        -- the pages (or slides) a chunk spans: pages holds where each one starts in the body
+        case
+            when len(exploded.pages) > 0
+                then len(list_filter(exploded.pages, page -> page <= exploded.char_start))
+        end as page_start,
+        case
+            when len(exploded.pages) > 0
+                then len(list_filter(exploded.pages, page -> page < exploded.char_end))
+        end as page_end,
+        exploded.page_kind,
         sha256(exploded.chunker_fingerprint || chr(31) || exploded.embedding_text) as chunk_hash,
         exploded.content_hash,
         exploded.chunker_fingerprint,

@@ -27,6 +27,8 @@ select
     source_file,
     line_number,
     reject_reason,
+    pages,
+    page_kind,
     raw_excerpt,
     updated_at_text
 from all_versions

@@ -55,7 +55,10 @@ current_chunks as (
         live_documents.updated_at as doc_updated_at,
         document_chunks.chunk_hash,
         document_chunks.char_start,
-        document_chunks.char_end
+        document_chunks.char_end,
+        document_chunks.page_start,
+        document_chunks.page_end,
+        document_chunks.page_kind
     from document_chunks
     inner join live_documents
         on
@@ -74,6 +77,9 @@ embedded_chunks as (
         current_chunks.token_count::integer as token_count,
         current_chunks.char_start::integer as char_start,
         current_chunks.char_end::integer as char_end,
+        current_chunks.page_start::integer as page_start,
+        current_chunks.page_end::integer as page_end,
+        current_chunks.page_kind::varchar as page_kind,
         current_chunks.source_uri::varchar as source_uri,
         current_chunks.doc_updated_at::timestamp as doc_updated_at,
         current_chunks.chunk_hash::varchar as chunk_hash,

@@ -1,7 +1,25 @@
-{#- Staged document directory (var document_dir): every file, staged like the feed. -#}
+{#- Staged document directory (var document_dir): every file, staged like the feed. Files of a
+    converted format take their body, title, pages and reject reason from the conversion
+    cache (stg_docs__document_conversions). -#}
 {%- if var('document_dir') | trim -%}
-    {{ rag_store.stage_document_versions(
-        source('docs', 'document_files'), 'directory', 'document_dir') }}
+    {%- set files -%}
+        (
+            select
+                files.* replace (
+                    coalesce(conversions.markdown, files.body) as body,
+                    coalesce(conversions.title, files.title) as title,
+                    coalesce(files._parse_error, conversions.reject_reason) as _parse_error,
+                    coalesce(conversions.detail, files._raw_line) as _raw_line
+                ),
+                conversions.pages as _pages,
+                conversions.page_kind as _page_kind
+            from {{ source('docs', 'document_files') }} as files
+            left join {{ ref('stg_docs__document_conversions') }} as conversions
+                on files._content_key = conversions.content_key
+        )
+    {%- endset -%}
+    {{ rag_store.stage_document_versions(files, 'directory', 'document_dir') }}
 {%- else -%}
+    -- depends_on: {{ ref('stg_docs__document_conversions') }}
     {{ rag_store.stage_document_versions(none, 'directory') }}
 {%- endif -%}

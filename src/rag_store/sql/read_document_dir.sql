@@ -1,10 +1,45 @@
--- Table macro: every file under `directory`, one row each. A .md / .markdown / .txt file
--- (any letter case) is one document version: doc_id is the path relative to `directory`,
--- updated_at the file's modification time, _loaded_at the scan time (a directory is a full
--- snapshot on every build). Any other file comes out as an `unsupported_format` row without
--- being read, and a file that is not UTF-8 with `_parse_error` set: nothing under the
--- directory is skipped without a trace, except hidden files and directories (a name starting
--- with a dot: .git, .DS_Store), which are not documents.
+-- Table macros that read a document directory.
+
+-- The file patterns (any letter case) under `directory` for a list of extensions.
+create or replace macro document_dir_patterns(directory, extensions) as
+list_transform(
+    extensions,
+    extension -> rtrim(directory, '/') || '/**/*.' || array_to_string(
+        list_transform(
+            string_split(extension, ''), letter -> '[' || lower(letter) || upper(letter) || ']'
+        ),
+        ''
+    )
+);
+
+-- Every file under `directory` that rag_store.converters turns into Markdown (PDF, Word,
+-- PowerPoint, HTML, e-mail, Excel, reStructuredText, CSV), with its bytes and a content key:
+-- the SHA-256 of the bytes and the extension, so an unchanged file is never converted twice.
+create or replace macro read_document_dir_content(directory) as table
+    select
+        filename as source_file,
+        content as file_bytes,
+        last_modified,
+        sha256(content) || ':' || lower(regexp_extract(filename, '\.([^./]+)$', 1)) as content_key
+    from read_blob(
+        case
+            when trim(directory) = ''
+                then error('read_document_dir: the directory argument is empty')
+            else document_dir_patterns(
+                directory, ['pdf', 'docx', 'pptx', 'html', 'htm', 'eml', 'xlsx', 'rst', 'csv']
+            )
+        end
+    );
+
+-- Every file under `directory`, one row each. A .md / .markdown / .txt file (any letter case)
+-- is one document version: doc_id is the path relative to `directory`, updated_at the
+-- file's modification time, _loaded_at the scan time (a directory is a full snapshot on
+-- every build). A file of a converted format comes out with its `_content_key` and no body
+-- (staging takes the body from the conversion cache); any other file as an
+-- `unsupported_format` row without being read, and a text file that is not UTF-8 with
+-- `_parse_error` set: nothing under the directory is skipped without a trace, except hidden
+-- files and directories (a name starting with a dot: .git, .DS_Store), which are not
+-- documents.
 create or replace macro read_document_dir(directory) as table
     with
 
@@ -21,20 +56,28 @@ create or replace macro read_document_dir(directory) as table
             case
                 when trim(directory) = ''
                     then error('read_document_dir: the directory argument is empty')
-                else [
-                    rtrim(directory, '/') || '/**/*.[mM][dD]',
-                    rtrim(directory, '/') || '/**/*.[mM][aA][rR][kK][dD][oO][wW][nN]',
-                    rtrim(directory, '/') || '/**/*.[tT][xX][tT]'
-                ]
+                else document_dir_patterns(directory, ['md', 'markdown', 'txt'])
             end
         )
+    ),
+
+    converted_files as (
+        select
+            source_file,
+            last_modified,
+            content_key
+        from read_document_dir_content(directory)
     ),
 
     other_files as (
         select listed.file as source_file
         -- never '/**': an empty argument fails in the read_blob of text_files
         from glob(rtrim(directory, '/') || if(trim(directory) = '', '/.', '/**')) as listed
-        where not regexp_matches(lower(listed.file), '\.(md|markdown|txt)$')
+        where
+            not regexp_matches(
+                lower(listed.file),
+                '\.(md|markdown|txt|pdf|docx|pptx|html|htm|eml|xlsx|rst|csv)$'
+            )
     ),
 
     files as (
@@ -42,13 +85,23 @@ create or replace macro read_document_dir(directory) as table
             source_file,
             file_text,
             last_modified,
+            null::varchar as content_key,
             false as is_unsupported
         from text_files
         union all
         select
             source_file,
             null as file_text,
+            last_modified,
+            content_key,
+            false as is_unsupported
+        from converted_files
+        union all
+        select
+            source_file,
+            null as file_text,
             null as last_modified,
+            null as content_key,
             true as is_unsupported
         from other_files
     ),
@@ -59,6 +112,7 @@ create or replace macro read_document_dir(directory) as table
             files.file_text,
             files.last_modified,
             files.is_unsupported,
+            files.content_key,
             substr(files.source_file, length(root.directory_path) + 2) as relative_path,
             nullif(regexp_extract(files.file_text, '(?m)^#[ \t]+(.+)$', 1), '') as first_heading
         from files
@@ -73,12 +127,12 @@ create or replace macro read_document_dir(directory) as table
                 then coalesce(
                     nullif(regexp_extract(lower(relative_path), '\.([^./]+)$', 1), '') || ' file',
                     'file without an extension'
-                ) || ': document_dir reads .md, .markdown and .txt files'
+                ) || ': not a format document_dir reads'
             else left(file_text, 500)
         end as _raw_line,
         case
             when is_unsupported then 'unsupported_format'
-            when file_text is null then 'invalid_utf8'
+            when file_text is null and content_key is null then 'invalid_utf8'
         end as _parse_error,
         relative_path as doc_id,
         coalesce(
@@ -89,6 +143,7 @@ create or replace macro read_document_dir(directory) as table
         'file://' || source_file as source_uri,
         strftime(last_modified at time zone 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') as updated_at,
         'false' as is_deleted,
-        (now() at time zone 'UTC') as _loaded_at
+        (now() at time zone 'UTC') as _loaded_at,
+        content_key as _content_key
     from described_files
     where not regexp_matches(relative_path, '(^|/)\.')

@@ -1,0 +1,152 @@
+"""Company documents in the document directory: PDF, Word, PowerPoint and HTML files become
+chunks with their pages or slides, bad files are rejected with a reason while the rest
+lands, and conversion is cached by content.
+
+The hash embedder stands in for the model: these tests are about what is read from each
+file and which files are converted, not about vector quality."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import HASH_EMBEDDER
+
+pytestmark = pytest.mark.e2e
+
+
+def write_pdf(path, pages: list[str]) -> None:
+    from reportlab.pdfgen import canvas
+
+    pdf = canvas.Canvas(str(path))
+    for text in pages:
+        y = 750
+        for line in text.split("\n"):
+            pdf.drawString(72, y, line)
+            y -= 18
+        pdf.showPage()
+    pdf.save()
+
+
+def write_image_only_pdf(path) -> None:
+    from reportlab.pdfgen import canvas
+
+    pdf = canvas.Canvas(str(path))
+    for _ in range(2):
+        pdf.rect(100, 100, 300, 300, fill=1)
+        pdf.showPage()
+    pdf.save()
+
+
+def write_docx(path) -> None:
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Expense policy", level=1)
+    document.add_paragraph("Receipts are submitted within thirty days.")
+    document.add_heading("Travel", level=2)
+    document.add_paragraph("Trains are booked for trips under six hours.")
+    document.save(str(path))
+
+
+def write_pptx(path) -> None:
+    import pptx
+
+    deck = pptx.Presentation()
+    for title, body in (
+        ("Quarterly review", "Revenue grew in every region."),
+        ("Hiring plan", "Two platform engineers join in spring."),
+    ):
+        slide = deck.slides.add_slide(deck.slide_layouts[1])
+        slide.shapes.title.text = title
+        slide.placeholders[1].text = body
+    deck.save(str(path))
+
+
+def page_of(project, doc_id: str, phrase: str) -> tuple:
+    return project.query(
+        "select page_start, page_end, page_kind from retrieval_store "
+        "where doc_id = ? and chunk_text like ?",
+        [doc_id, f"%{phrase}%"],
+    )[0]
+
+
+def test_office_documents_are_chunked_with_pages_and_bad_files_rejected(dbt_project):
+    docs = dbt_project.root / "docs"
+    docs.mkdir()
+    # Pages of ~30 tokens under a 40-token chunk budget: no chunk can hold two pages.
+    write_pdf(
+        docs / "manual.pdf",
+        [
+            "Unpacking the probe\nThe TW-400 probe ships in a padded case with a spare cap,"
+            "\na cable, a quick guide and a bottle of storage solution.",
+            "Calibrating the probe\nRinse the probe with clean water, then dip it in the"
+            "\npH 7 buffer first and wait until the reading settles.",
+            "Storing the probe\nKeep the probe tip wet in storage solution and never let it"
+            "\ndry out between field visits or during transport.",
+        ],
+    )
+    write_image_only_pdf(docs / "scan.pdf")
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4\nnot really a pdf")
+    write_docx(docs / "policy.docx")
+    write_pptx(docs / "review.pptx")
+    (docs / "wiki.html").write_text(
+        "<html><head><title>Wiki home</title></head><body><nav>Home | About</nav>"
+        "<h1>Welcome</h1><p>The wiki explains the build pipeline.</p>"
+        "<footer>Copyright</footer></body></html>",
+        encoding="utf-8",
+    )
+    (docs / "empty.docx").write_bytes(b"")
+    dbt_project.vars = {
+        **HASH_EMBEDDER,
+        "golden_min_recall": 0,
+        "document_feed": "",
+        "document_dir": str(docs),
+        "max_chunk_tokens": 40,
+        "chunk_overlap_tokens": 0,
+    }
+    dbt_project.build()
+
+    live = [row[0] for row in dbt_project.query("select distinct doc_id from retrieval_store")]
+    assert sorted(live) == ["manual.pdf", "policy.docx", "review.pptx", "wiki.html"]
+    assert page_of(dbt_project, "manual.pdf", "pH 7 buffer") == (2, 2, "page")
+    assert page_of(dbt_project, "manual.pdf", "transport") == (3, 3, "page")
+    assert page_of(dbt_project, "review.pptx", "platform engineers") == (2, 2, "slide")
+    assert page_of(dbt_project, "wiki.html", "build pipeline") == (None, None, None)
+    headings = dbt_project.query(
+        "select heading_path from retrieval_store where doc_id = 'policy.docx' "
+        "and chunk_text like '%Trains%'"
+    )
+    assert headings == [("Expense policy › Travel",)]
+    wiki = dbt_project.query(
+        "select title, chunk_text from retrieval_store where doc_id = 'wiki.html'"
+    )
+    assert wiki[0][0] == "Wiki home"
+    assert "Home | About" not in wiki[0][1] and "Copyright" not in wiki[0][1]
+
+    rejected = dbt_project.query(
+        "select regexp_extract(source_file, '[^/]*$'), reject_reason from documents_rejected "
+        "order by 1"
+    )
+    assert rejected == [
+        ("broken.pdf", "corrupt_file"),
+        ("empty.docx", "empty_file"),
+        ("scan.pdf", "no_text_layer"),
+    ]
+
+    # A no-op build converts nothing; an edited file is converted once.
+    conversions = "select content_key, converted_at from stg_docs__document_conversions order by 1"
+    before = dbt_project.query(conversions)
+    dbt_project.build()
+    assert dbt_project.query(conversions) == before
+    write_pdf(
+        docs / "manual.pdf",
+        [
+            "Unpacking the probe\nThe probe now ships in a plain cardboard box with a cap,"
+            "\na cable and a printed guide for the first calibration.",
+            "Calibrating the probe\nRinse the probe with clean water, then dip it in the"
+            "\npH 4 buffer first and wait until the reading settles.",
+        ],
+    )
+    dbt_project.build()
+    after = dbt_project.query(conversions)
+    assert len(set(after) - set(before)) == 1
+    assert page_of(dbt_project, "manual.pdf", "pH 4") == (2, 2, "page")
