@@ -81,7 +81,8 @@ def test_every_file_of_the_directory_is_read_or_rejected(dbt_project):
     (docs / "guides" / "B.MD").write_text("# Bravo\n\n" + long_body(1), encoding="utf-8")
     (docs / "guides" / "notes.TXT").write_text(long_body(1), encoding="utf-8")
     (docs / "guides" / "manual.pdf").write_bytes(b"%PDF-1.7\n")
-    (docs / "guides" / "page.html").write_text("<h1>x</h1>", encoding="utf-8")
+    (docs / "guides" / "page.html").write_text("<h1>Gamma</h1><p>Text.</p>", encoding="utf-8")
+    (docs / "guides" / "clip.MP4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
     (docs / "latin1.md").write_bytes("caf\xe9 au lait".encode("latin-1"))
     (docs / ".DS_Store").write_bytes(b"\x00\x01")
     (docs / "guides" / ".drafts" / "wip.md").write_text("# draft", encoding="utf-8")
@@ -93,11 +94,16 @@ def test_every_file_of_the_directory_is_read_or_rejected(dbt_project):
     }
     dbt_project.build()
 
-    assert live_documents(dbt_project) == ["a.md", "guides/B.MD", "guides/notes.TXT"]
+    assert live_documents(dbt_project) == [
+        "a.md",
+        "guides/B.MD",
+        "guides/notes.TXT",
+        "guides/page.html",
+    ]
     assert rejected(dbt_project) == [
+        ("directory", "clip.MP4", None, "unsupported_format"),
         ("directory", "latin1.md", None, "invalid_utf8"),
-        ("directory", "manual.pdf", None, "unsupported_format"),
-        ("directory", "page.html", None, "unsupported_format"),
+        ("directory", "manual.pdf", None, "corrupt_file"),
     ]
 
     # A file that can no longer be read stays live in its last good version, and is
