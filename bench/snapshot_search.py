@@ -116,6 +116,9 @@ def write_export(export: Path, size: int, seed: int, batch: int = 100_000) -> No
                         np.datetime64("2026-01-01") + (index % 300).astype("timedelta64[D]"),
                         pa.timestamp("us"),
                     ),
+                    "page_start": pa.nulls(count, pa.int32()),
+                    "page_end": pa.nulls(count, pa.int32()),
+                    "page_kind": pa.nulls(count, pa.string()),
                     "chunk_hash": [f"{i:064x}" for i in index],
                     "model_id": [MODEL_ID] * count,
                     "embedded_at": pa.array(

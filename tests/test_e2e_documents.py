@@ -122,6 +122,14 @@ def test_office_documents_are_chunked_with_pages_and_bad_files_rejected(dbt_proj
     assert wiki[0][0] == "Wiki home"
     assert "Home | About" not in wiki[0][1] and "Copyright" not in wiki[0][1]
 
+    # Search results cite the page: the CLI line and the JSON fields.
+    cited = dbt_project.rag_store("search", "buffer", "--mode", "keyword", "--k", "1")
+    assert cited.returncode == 0, cited.stderr
+    assert "manual.pdf p. 2" in cited.stdout
+    as_json = dbt_project.rag_store("search", "platform", "--mode", "keyword", "--k", "1", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert '"page_kind": "slide"' in as_json.stdout
+
     rejected = dbt_project.query(
         "select regexp_extract(source_file, '[^/]*$'), reject_reason from documents_rejected "
         "order by 1"

@@ -63,6 +63,8 @@ def store():
             "insert into retrieval_store values (?, ?, 0, ?, ?, ?, ?, ?, ?, ?)",
             [chunk_id, doc_id, title, heading, text, uri, updated, MODEL, vector],
         )
+    for column in ("page_start integer", "page_end integer", "page_kind varchar"):
+        conn.execute(f"alter table retrieval_store add column {column}")
     conn.execute(f"create table store_info as select '{MODEL}' as model_id, 3 as dimension")
     install(conn, StoreLayout(), dimension=3)
     yield conn

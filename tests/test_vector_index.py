@@ -74,6 +74,13 @@ def make_store(vectors: np.ndarray, rng: np.random.Generator, nulls: bool = True
             )
         )
     conn.executemany("insert into retrieval_store values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    # Page provenance on some documents (as a converted PDF has), none on the others.
+    for column in ("page_start integer", "page_end integer", "page_kind varchar"):
+        conn.execute(f"alter table retrieval_store add column {column}")
+    conn.execute(
+        "update retrieval_store set page_start = chunk_index + 1, "
+        "page_end = chunk_index + 2, page_kind = 'page' where doc_id like 'a/%'"
+    )
     search_macros.install(conn, search_macros.StoreLayout(), dimension)
     return conn
 

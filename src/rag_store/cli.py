@@ -22,7 +22,8 @@ def print_hits(question: str, hits, out=sys.stdout) -> None:
         print("  (no results)", file=out)
     for hit in hits:
         heading = hit.heading_path or "-"
-        print(f"{hit.rank:>3}. {hit.score:.4f}  {hit.doc_id}  [{heading}]", file=out)
+        pages = f" {hit.pages}" if hit.pages else ""
+        print(f"{hit.rank:>3}. {hit.score:.4f}  {hit.doc_id}{pages}  [{heading}]", file=out)
         print(f"      {hit.title}", file=out)
         print(f"      {_snippet(hit.chunk_text, 200)}", file=out)
 

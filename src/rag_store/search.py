@@ -35,6 +35,22 @@ class Hit:
     heading_path: str
     chunk_text: str
     source_uri: str | None
+    # The pages (PDF) or slides (PowerPoint) the chunk comes from; None without pages.
+    page_start: int | None = None
+    page_end: int | None = None
+    page_kind: str | None = None
+
+    @property
+    def pages(self) -> str:
+        """'p. 12', 'pp. 3-4', 'slide 2' or '' — for a citation."""
+        if self.page_start is None:
+            return ""
+        last = self.page_end if self.page_end is not None else self.page_start
+        if self.page_kind == "slide":
+            return f"slide {self.page_start}" + (f"-{last}" if last != self.page_start else "")
+        return (
+            f"p. {self.page_start}" if last == self.page_start else f"pp. {self.page_start}-{last}"
+        )
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -144,7 +160,10 @@ def check_model(conn: duckdb.DuckDBPyConnection, model_ref: str) -> str:
     return wanted
 
 
-_COLUMNS = "score, chunk_id, doc_id, title, heading_path, chunk_text, source_uri"
+_COLUMNS = (
+    "score, chunk_id, doc_id, title, heading_path, chunk_text, source_uri, "
+    "page_start, page_end, page_kind"
+)
 _FILTER_ARGS = (
     "doc_id_like := $doc_id_like, title_like := $title_like, "
     "source_uri_like := $source_uri_like, updated_after := $updated_after, "
@@ -252,6 +271,7 @@ def document_chunks(
     access_args, access_params = (access or AccessControl()).arguments(principals)
     sql = (
         "select chunk_id, doc_id, chunk_index, title, heading_path, chunk_text, source_uri, "
+        "page_start, page_end, page_kind, "
         f"doc_updated_at from \"{schema}\".filtered_store('%', '%', '%', '-infinity', "
         f"'infinity'{access_args}) where doc_id = $doc_id order by chunk_index"
     )

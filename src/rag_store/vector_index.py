@@ -28,6 +28,7 @@ reason, and the server keeps using the SQL macros for it.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 from collections import OrderedDict
@@ -42,7 +43,17 @@ MASK_CACHE_SIZE = 32
 # search_hybrid's defaults (sql/search.sql): the depth of each ranking and the RRF constant.
 HYBRID_DEPTH = 50
 RRF_K = 60
-_PAYLOAD = ("chunk_id", "doc_id", "title", "heading_path", "chunk_text", "source_uri")
+_PAYLOAD = (
+    "chunk_id",
+    "doc_id",
+    "title",
+    "heading_path",
+    "chunk_text",
+    "source_uri",
+    "page_start",
+    "page_end",
+    "page_kind",
+)
 
 
 class IndexUnavailable(RuntimeError):
@@ -296,15 +307,6 @@ def fuse_hybrid(keyword: list[search.Hit], vector: list[search.Hit], k: int) -> 
             rows.setdefault(hit.chunk_id, hit)
     order = sorted(fused, key=lambda chunk_id: (-fused[chunk_id], chunk_id))[:k]
     return [
-        search.Hit(
-            rank,
-            fused[chunk_id],
-            chunk_id,
-            rows[chunk_id].doc_id,
-            rows[chunk_id].title,
-            rows[chunk_id].heading_path,
-            rows[chunk_id].chunk_text,
-            rows[chunk_id].source_uri,
-        )
+        dataclasses.replace(rows[chunk_id], rank=rank, score=fused[chunk_id])
         for rank, chunk_id in enumerate(order, start=1)
     ]

@@ -18,6 +18,9 @@ create or replace macro $schema.filtered_store(
         store.chunk_text,
         store.source_uri,
         store.doc_updated_at,
+        store.page_start,
+        store.page_end,
+        store.page_kind,
         store.embedding
     from $store as store
     where
