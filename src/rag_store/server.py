@@ -804,6 +804,9 @@ def _hit(hit: search.Hit) -> dict:
         "heading_path": hit.heading_path,
         "chunk_text": hit.chunk_text,
         "source_uri": hit.source_uri,
+        "page_start": hit.page_start,
+        "page_end": hit.page_end,
+        "page_kind": hit.page_kind,
     }
 
 
@@ -1056,6 +1059,9 @@ class Api:
                         "chunk_index": chunk["chunk_index"],
                         "heading_path": chunk["heading_path"],
                         "chunk_text": chunk["chunk_text"],
+                        "page_start": chunk["page_start"],
+                        "page_end": chunk["page_end"],
+                        "page_kind": chunk["page_kind"],
                     }
                     for chunk in chunks
                 ],
@@ -1216,6 +1222,9 @@ _HIT = {
         "heading_path": {"type": "string"},
         "chunk_text": {"type": "string"},
         "source_uri": {"type": "string", "nullable": True},
+        "page_start": {"type": "integer", "nullable": True},
+        "page_end": {"type": "integer", "nullable": True},
+        "page_kind": {"type": "string", "nullable": True, "enum": ["page", "slide"]},
     },
 }
 _HITS = {

@@ -60,6 +60,11 @@ function renderHits(body) {
     }
     item.append(title);
     const meta = [hit.doc_id, hit.heading_path || "—", "score " + hit.score.toFixed(4)];
+    if (hit.page_start !== null && hit.page_start !== undefined) {
+      const last = hit.page_end ?? hit.page_start;
+      const word = hit.page_kind === "slide" ? "slide " : (last === hit.page_start ? "p. " : "pp. ");
+      meta.splice(1, 0, word + hit.page_start + (last === hit.page_start ? "" : "–" + last));
+    }
     item.append(element("div", "meta", meta.join("  ·  ")));
     if (hit.source_uri && !href) item.append(element("div", "meta", hit.source_uri));
     item.append(element("p", "text", hit.chunk_text));
