@@ -55,17 +55,23 @@
 
 {#- The column of the relation for each document field: var document_relation_columns over
     the defaults (a field mapped to null or '' is absent). doc_id, body and updated_at are
-    required. -#}
+    required. metadata may also be a list of columns, each kept under its own name. -#}
 {% macro document_relation_columns() -%}
 {%- set columns = {
     'doc_id': 'doc_id', 'title': 'title', 'body': 'body', 'updated_at': 'updated_at',
-    'source_uri': none, 'is_deleted': none, 'loaded_at': none} -%}
+    'source_uri': none, 'is_deleted': none, 'loaded_at': none,
+    'metadata': none, 'allowed_principals': none} -%}
 {%- set given = var('document_relation_columns') or {} -%}
 {%- for field, column in given.items() -%}
     {%- if field not in columns -%}
         {{ exceptions.raise_compiler_error(
             "rag-store: var document_relation_columns has an unknown field " ~ field
             ~ "; the fields are " ~ (columns.keys() | join(', '))) }}
+    {%- endif -%}
+    {%- if column and column is not string and (field != 'metadata' or column is mapping) -%}
+        {{ exceptions.raise_compiler_error(
+            "rag-store: var document_relation_columns maps " ~ field ~ " to " ~ column
+            ~ "; give a column name" ~ (" or a list of column names" if field == 'metadata' else '')) }}
     {%- endif -%}
     {%- do columns.update({field: column if column else none}) -%}
 {%- endfor -%}
@@ -84,10 +90,12 @@
 {%- if execute -%}
     {%- set present = run_query(
         "select column_name from (describe select * from " ~ relation ~ ")").columns[0].values() -%}
-    {%- for field, column in columns.items() if column and column not in present -%}
-        {{ exceptions.raise_compiler_error(
-            "rag-store: var document_relation_columns maps " ~ field ~ " to column " ~ column
-            ~ ", which " ~ relation ~ " does not have; its columns: " ~ (present | join(', '))) }}
+    {%- for field, mapped in columns.items() if mapped -%}
+        {%- for column in ([mapped] if mapped is string else mapped) if column not in present -%}
+            {{ exceptions.raise_compiler_error(
+                "rag-store: var document_relation_columns maps " ~ field ~ " to column " ~ column
+                ~ ", which " ~ relation ~ " does not have; its columns: " ~ (present | join(', '))) }}
+        {%- endfor -%}
     {%- endfor -%}
 {%- endif -%}
 {%- set updated_at = 'source_rows.' ~ adapter.quote(columns['updated_at']) -%}
@@ -118,6 +126,8 @@
             else cast({{ updated_at }} as varchar)
         end as updated_at,
         {{ rag_store.relation_text(columns, 'is_deleted') if columns['is_deleted'] else "'false'" }} as is_deleted,
+        {{ rag_store.relation_json(columns, 'metadata') }} as metadata,
+        {{ rag_store.relation_json(columns, 'allowed_principals') }} as allowed_principals,
         {% if columns['loaded_at'] -%}
             try_cast(source_rows.{{ adapter.quote(columns['loaded_at']) }} as timestamp)
         {%- else -%}
@@ -125,6 +135,28 @@
         {%- endif %} as _loaded_at
     from {{ relation }} as source_rows
 )
+{%- endmacro %}
+
+{#- Column `field` of the relation as JSON text: a text or JSON column as it is (JSON text), a
+    list, struct or map column converted; for a list of columns, an object of them by name;
+    null when it is not mapped. -#}
+{% macro relation_json(columns, field) -%}
+{%- set mapped = columns[field] -%}
+{%- if not mapped -%}
+    null::varchar
+{%- elif mapped is string -%}
+    {%- set column = 'source_rows.' ~ adapter.quote(mapped) -%}
+    case
+        when typeof({{ column }}) in ('VARCHAR', 'JSON') then cast({{ column }} as varchar)
+        else to_json({{ column }})::varchar
+    end
+{%- else -%}
+    json_object(
+        {%- for column in mapped %}
+        {{ rag_store.sql_string(column) }}, source_rows.{{ adapter.quote(column) }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    )::varchar
+{%- endif -%}
 {%- endmacro %}
 
 {#- Column `field` of the relation as text, or null when it is not mapped. -#}

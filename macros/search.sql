@@ -6,43 +6,48 @@
     k:       positive integer.
     filters: optional mapping of the table macros' filters: doc_id_like, title_like,
              source_uri_like (LIKE patterns), updated_after, updated_before (inclusive
-             timestamps), e.g. {'doc_id_like': 'api/%'}.
+             timestamps), metadata_contains (a mapping the document's metadata must
+             contain), e.g. {'doc_id_like': 'api/%', 'metadata_contains': {'team': 'hr'}}.
+    principals: optional list of the users and groups searched for: documents with
+             allowed_principals are returned only when one of them matches. Omitted: every
+             document, or only public ones when var acl_deny_by_default is true.
     Results: chunk_id, doc_id, chunk_index, title, heading_path, chunk_text, source_uri,
-    doc_updated_at, score; ordered by score, then chunk_id. -#}
+    doc_updated_at, page_start, page_end, page_kind, metadata, score; ordered by score,
+    then chunk_id. -#}
 
-{% macro vector_search(query, k=10, filters=none) -%}
-    {{ return(adapter.dispatch('vector_search', 'rag_store')(query, k, filters)) }}
+{% macro vector_search(query, k=10, filters=none, principals=none) -%}
+    {{ return(adapter.dispatch('vector_search', 'rag_store')(query, k, filters, principals)) }}
 {%- endmacro %}
 
-{% macro default__vector_search(query, k, filters) -%}
+{% macro default__vector_search(query, k, filters, principals) -%}
 {{ rag_store.check_search_arguments('vector_search', query, k, vectors_allowed=true) }}
 {{ rag_store.query_embedding(query) }}
 select * from {{ ref('retrieval_store').schema }}.search_vector(
     (select query_embedding.query_vector from query_embedding),
     (select query_embedding.model_id from query_embedding),
-    k := {{ k | int }}{{ rag_store.search_filter_arguments(filters) }}
+    k := {{ k | int }}{{ rag_store.search_filter_arguments(filters) }}{{ rag_store.search_principals_argument(principals) }}
 )
 {%- endmacro %}
 
-{% macro keyword_search(query, k=10, filters=none) -%}
-    {{ return(adapter.dispatch('keyword_search', 'rag_store')(query, k, filters)) }}
+{% macro keyword_search(query, k=10, filters=none, principals=none) -%}
+    {{ return(adapter.dispatch('keyword_search', 'rag_store')(query, k, filters, principals)) }}
 {%- endmacro %}
 
-{% macro default__keyword_search(query, k, filters) -%}
+{% macro default__keyword_search(query, k, filters, principals) -%}
 {{ rag_store.check_search_arguments('keyword_search', query, k) }}
 select * from {{ ref('retrieval_store').schema }}.search_keyword(
     {{ rag_store.sql_string(query) }},
-    k := {{ k | int }}{{ rag_store.search_filter_arguments(filters) }}
+    k := {{ k | int }}{{ rag_store.search_filter_arguments(filters) }}{{ rag_store.search_principals_argument(principals) }}
 )
 {%- endmacro %}
 
 {#- Reciprocal-rank fusion of the keyword and vector top-`depth` lists:
     score = sum(1 / (rrf_k + rank)). -#}
-{% macro hybrid_search(query, k=10, filters=none, depth=50, rrf_k=60) -%}
-    {{ return(adapter.dispatch('hybrid_search', 'rag_store')(query, k, filters, depth, rrf_k)) }}
+{% macro hybrid_search(query, k=10, filters=none, depth=50, rrf_k=60, principals=none) -%}
+    {{ return(adapter.dispatch('hybrid_search', 'rag_store')(query, k, filters, depth, rrf_k, principals)) }}
 {%- endmacro %}
 
-{% macro default__hybrid_search(query, k, filters, depth, rrf_k) -%}
+{% macro default__hybrid_search(query, k, filters, depth, rrf_k, principals) -%}
 {{ rag_store.check_search_arguments('hybrid_search', query, k) }}
 {{ rag_store.query_embedding(query) }}
 select * from {{ ref('retrieval_store').schema }}.search_hybrid(
@@ -51,7 +56,7 @@ select * from {{ ref('retrieval_store').schema }}.search_hybrid(
     (select query_embedding.model_id from query_embedding),
     k := {{ k | int }},
     depth := {{ depth | int }},
-    rrf_k := {{ rrf_k | int }}{{ rag_store.search_filter_arguments(filters) }}
+    rrf_k := {{ rrf_k | int }}{{ rag_store.search_filter_arguments(filters) }}{{ rag_store.search_principals_argument(principals) }}
 )
 {%- endmacro %}
 
@@ -82,8 +87,28 @@ with query_embedding as materialized (
     {%- if name is not string or not modules.re.match('^[a-z_]+$', name) -%}
         {{ exceptions.raise_compiler_error("search: not a filter name: " ~ name) }}
     {%- endif -%}
+    {%- if name == 'metadata_contains' and value is mapping -%}
+        {%- set value = tojson(value) -%}
+    {%- endif -%}
     , {{ name }} := {{ rag_store.sql_string(value) }}
 {%- endfor -%}
+{%- endmacro %}
+
+{#- `, principals := [...]` for a list of principal names (a single name is a list of one);
+    nothing when principals is none. -#}
+{% macro search_principals_argument(principals) -%}
+{%- if principals is none -%}
+    {{ return('') }}
+{%- endif -%}
+{%- set names = [principals] if principals is string else principals -%}
+{%- if names is mapping or names is not iterable -%}
+    {{ exceptions.raise_compiler_error("search: principals must be a list of names, got " ~ principals) }}
+{%- endif -%}
+{%- set quoted = [] -%}
+{%- for name in names -%}
+    {%- do quoted.append(rag_store.sql_string(name | string | trim)) -%}
+{%- endfor -%}
+, principals := [{{ quoted | join(', ') }}]::varchar[]
 {%- endmacro %}
 
 {#- Shared argument checks of the search macros. -#}
@@ -115,14 +140,15 @@ with query_embedding as materialized (
 {%- endmacro %}
 
 {#- `dbt run-operation search --args '{query: "how do I ...", k: 5, mode: hybrid}'` prints
-    the top hits; mode is vector (default), keyword or hybrid; filters as above. -#}
-{% macro search(query, k=5, mode='vector', filters=none) %}
+    the top hits; mode is vector (default), keyword or hybrid; filters and principals as
+    above. -#}
+{% macro search(query, k=5, mode='vector', filters=none, principals=none) %}
 {%- if mode == 'vector' -%}
-    {%- set sql = rag_store.vector_search(query, k, filters) -%}
+    {%- set sql = rag_store.vector_search(query, k, filters, principals) -%}
 {%- elif mode == 'keyword' -%}
-    {%- set sql = rag_store.keyword_search(query, k, filters) -%}
+    {%- set sql = rag_store.keyword_search(query, k, filters, principals) -%}
 {%- elif mode == 'hybrid' -%}
-    {%- set sql = rag_store.hybrid_search(query, k, filters) -%}
+    {%- set sql = rag_store.hybrid_search(query, k, filters, principals=principals) -%}
 {%- else -%}
     {{ exceptions.raise_compiler_error("search: mode must be vector, keyword or hybrid, got " ~ mode) }}
 {%- endif -%}

@@ -28,6 +28,12 @@ delivered as (
 
 source as (
     select * from delivered
+    -- metadata and allowed_principals are optional columns of a source
+    union all by name
+    select
+        null::varchar as metadata,
+        null::varchar as allowed_principals
+    where false
     {%- if must_deliver %}
         union all by name
         -- a row only when the source delivered none, and that row is an error
@@ -60,6 +66,13 @@ cleaned as (
         is_deleted is not null and try_cast(is_deleted as boolean) is null
             as has_bad_is_deleted,
         _loaded_at,
+        {#- metadata: JSON text of an object; allowed_principals: JSON text of a list of
+            principal names, or of one name. Absent or JSON null: {} and public. #}
+        try(json(metadata)) as metadata_json,
+        metadata is not null and try(json(metadata)) is null as has_unparseable_metadata,
+        try(json(allowed_principals)) as principals_json,
+        allowed_principals is not null and try(json(allowed_principals)) is null
+            as has_unparseable_principals,
         {#- Where each page or slide starts in the body (converted directory files only). #}
         {% if source_kind == 'directory' and source_relation is not none -%}
             _pages as pages,
@@ -71,11 +84,47 @@ cleaned as (
     from source
 ),
 
+described as (
+    select
+        * exclude (metadata_json, principals_json),
+        case
+            when coalesce(json_type(metadata_json), 'NULL') = 'NULL' then '{}'::json
+            else metadata_json
+        end as metadata,
+        has_unparseable_metadata
+        or coalesce(json_type(metadata_json), 'NULL') not in ('OBJECT', 'NULL')
+            as has_bad_metadata,
+        case json_type(principals_json)
+            when 'VARCHAR' then [trim(principals_json ->> '$')]
+            when 'ARRAY' then
+                list_sort(list_distinct(list_transform(
+                    from_json(principals_json, '["VARCHAR"]'), principal -> trim(principal)
+                )))
+        end as allowed_principals,
+        has_unparseable_principals
+        or coalesce(json_type(principals_json), 'NULL') not in ('VARCHAR', 'ARRAY', 'NULL')
+        or (
+            json_type(principals_json) = 'ARRAY'
+            and not list_bool_and(list_transform(
+                from_json(principals_json, '["JSON"]'), principal -> json_type(principal) = 'VARCHAR'
+            ))
+        ) as has_bad_principals
+    from cleaned
+),
+
 hashed as (
     select
-        *,
+        * replace (
+            case
+                when has_bad_principals then null
+                else allowed_principals
+            end as allowed_principals
+        ),
+        has_bad_principals
+        or list_bool_or(list_transform(allowed_principals, principal -> principal = ''))
+            as has_invalid_principals,
         sha256(title || chr(31) || body) as content_hash
-    from cleaned
+    from described
 ),
 
 flagged as (
@@ -93,6 +142,10 @@ flagged as (
                 then 'updated_at_in_future'
             when _loaded_at is null then 'missing_loaded_at'
             when has_bad_is_deleted then 'unparseable_is_deleted'
+            when has_bad_metadata then 'invalid_metadata'
+            when octet_length(encode(metadata::varchar)) > {{ var('max_metadata_bytes') | int }}
+                then 'metadata_too_large'
+            when coalesce(has_invalid_principals, false) then 'invalid_allowed_principals'
             -- whitespace of any kind, Unicode spaces and zero-width characters included
             when
                 not is_deleted
@@ -121,6 +174,11 @@ conflicts as (
     from flagged
 )
 
-select * exclude (reject_reason, final_reject_reason), final_reject_reason as reject_reason
+select
+    * exclude (
+        reject_reason, final_reject_reason, has_unparseable_metadata, has_bad_metadata,
+        has_unparseable_principals, has_bad_principals, has_invalid_principals
+    ),
+    final_reject_reason as reject_reason
 from conflicts
 {%- endmacro %}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from rag_store.search_macros import StoreLayout, install
+from hand_made_store import make_store
 
 MODEL = "tiny-model@000/d3/l2/w16"
 ROWS = [
@@ -51,22 +51,23 @@ ROWS = [
 
 @pytest.fixture
 def store():
-    conn = duckdb.connect()
-    conn.execute(
-        "create table retrieval_store (chunk_id varchar, doc_id varchar, chunk_index integer, "
-        "title varchar, "
-        "heading_path varchar, chunk_text varchar, source_uri varchar, "
-        "doc_updated_at timestamp, model_id varchar, embedding float[3])"
+    conn = make_store(
+        [
+            {
+                "chunk_id": chunk_id,
+                "doc_id": doc_id,
+                "title": title,
+                "heading_path": heading,
+                "chunk_text": text,
+                "source_uri": uri,
+                "doc_updated_at": updated,
+                "embedding": vector,
+            }
+            for chunk_id, doc_id, title, heading, text, uri, updated, vector in ROWS
+        ],
+        dimension=3,
+        model_id=MODEL,
     )
-    for chunk_id, doc_id, title, heading, text, uri, updated, vector in ROWS:
-        conn.execute(
-            "insert into retrieval_store values (?, ?, 0, ?, ?, ?, ?, ?, ?, ?)",
-            [chunk_id, doc_id, title, heading, text, uri, updated, MODEL, vector],
-        )
-    for column in ("page_start integer", "page_end integer", "page_kind varchar"):
-        conn.execute(f"alter table retrieval_store add column {column}")
-    conn.execute(f"create table store_info as select '{MODEL}' as model_id, 3 as dimension")
-    install(conn, StoreLayout(), dimension=3)
     yield conn
     conn.close()
 

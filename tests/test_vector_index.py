@@ -1,6 +1,7 @@
 """The server's in-memory vector index returns exactly what the search macros return: the
 same chunks, in the same order, with the same scores (bit for bit; the check allows 1e-6),
-for random stores, with filters, with tied scores (duplicate vectors) and in hybrid fusion.
+for random stores, with filters, metadata filters and callers' principals, with tied scores
+(duplicate vectors) and in hybrid fusion.
 
 The stores are written directly with raw vectors (no model, no dbt): the index and the
 macros see only vectors and rows, so a real embedder would add nothing but minutes.
@@ -17,7 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rag_store import search, search_macros
+from hand_made_store import make_store as hand_made
+from rag_store import search
 from rag_store.vector_index import (
     HYBRID_DEPTH,
     IndexUnavailable,
@@ -30,6 +32,13 @@ MODEL_ID = "test-model"
 WORDS = ("water", "plant", "battery", "alarm", "bike", "chain", "bread", "train", "night")
 PATTERNS = ("%", "a/%", "%1", "b/_", "%/%", "c\\_%", "a/1%")
 TIMES = ("-infinity", "infinity", "2026-01-03T00:00:00", "2026-01-05T12:00:00")
+TEAMS = ("hr", "eng", "ops")
+# Who may read each document (None: public), and who asks.
+PRINCIPAL_SETS = (None, None, ["hr"], ["eng", "hr"], ["alice"], [])
+CALLERS = st.one_of(
+    st.none(), st.lists(st.sampled_from(("hr", "eng", "alice", "bob")), max_size=3)
+)
+METADATA_FILTERS = ('{"team": "hr"}', '{"n": 1}', "{}", '{"team": "zzz"}', '{"team": "eng", "n": 2}')
 SETTINGS = settings(
     derandomize=True,
     max_examples=20,
@@ -43,59 +52,56 @@ def make_store(vectors: np.ndarray, rng: np.random.Generator, nulls: bool = True
     shuffled order, so the index's chunk_id order is not the insertion order), store_info,
     the BM25 index and the search macros."""
     count, dimension = vectors.shape
-    conn = duckdb.connect(":memory:")
-    conn.execute(
-        f"""
-        create table retrieval_store (
-            chunk_id varchar, doc_id varchar, chunk_index integer, title varchar,
-            heading_path varchar, chunk_text varchar, source_uri varchar,
-            doc_updated_at timestamp, model_id varchar, embedding float[{dimension}]
-        )
-        """
-    )
-    conn.execute("create table store_info as select $m as model_id", {"m": MODEL_ID})
     prefixes = ("a", "b", "c_", "c")
     rows = []
-    for number in rng.permutation(count):
+    for number in map(int, rng.permutation(count)):
         doc = f"{prefixes[number % len(prefixes)]}/{number // 3}"
         updated = datetime(2026, 1, 1) + timedelta(hours=int(number) * 7)
         rows.append(
-            (
-                f"{doc}:{number % 3}",
-                doc,
-                int(number % 3),
-                None if nulls and number % 7 == 3 else f"Title {number % 5}",
-                "Section",
-                " ".join(rng.choice(WORDS, size=6)),
-                None if nulls and number % 5 == 2 else f"https://x.example/{doc}",
-                None if nulls and number % 11 == 6 else updated,
-                MODEL_ID,
-                [float(x) for x in vectors[number]],
-            )
+            {
+                "chunk_id": f"{doc}:{number % 3}",
+                "doc_id": doc,
+                "chunk_index": int(number % 3),
+                "title": None if nulls and number % 7 == 3 else f"Title {number % 5}",
+                "heading_path": "Section",
+                "chunk_text": " ".join(rng.choice(WORDS, size=6)),
+                "source_uri": None if nulls and number % 5 == 2 else f"https://x.example/{doc}",
+                "doc_updated_at": None if nulls and number % 11 == 6 else updated,
+                # Page provenance on some documents (as a converted PDF has), none on others.
+                "page_start": number % 3 + 1 if doc.startswith("a/") else None,
+                "page_end": number % 3 + 2 if doc.startswith("a/") else None,
+                "page_kind": "page" if doc.startswith("a/") else None,
+                "metadata": {"team": TEAMS[number % len(TEAMS)], "n": int(number % 4)},
+                "allowed_principals": PRINCIPAL_SETS[number % len(PRINCIPAL_SETS)],
+                "embedding": vectors[number],
+            }
         )
-    conn.executemany("insert into retrieval_store values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    # Page provenance on some documents (as a converted PDF has), none on the others.
-    for column in ("page_start integer", "page_end integer", "page_kind varchar"):
-        conn.execute(f"alter table retrieval_store add column {column}")
-    conn.execute(
-        "update retrieval_store set page_start = chunk_index + 1, "
-        "page_end = chunk_index + 2, page_kind = 'page' where doc_id like 'a/%'"
-    )
-    search_macros.install(conn, search_macros.StoreLayout(), dimension)
-    return conn
+    return hand_made(rows, dimension, MODEL_ID)
 
 
 ALL = search.Filters()
 
 
-def sql_vector(conn, query, k, filters=ALL):
+def sql_vector(conn, query, k, filters=ALL, principals=None):
     return search.call_search_macro(
-        conn, "vector", k, query_vector=query, model_id=MODEL_ID, filters=filters, schema="main"
+        conn,
+        "vector",
+        k,
+        query_vector=query,
+        model_id=MODEL_ID,
+        filters=filters,
+        schema="main",
+        access=search.access_control(conn, "main"),
+        principals=principals,
     )
 
 
-def index_vector(conn, index, query, k, filters=ALL):
-    mask = index.mask(conn, "main", filters)
+def build_index(conn) -> VectorIndex:
+    return VectorIndex.build(conn, "main", search.access_control(conn, "main"))
+
+
+def index_vector(conn, index, query, k, filters=ALL, principals=None):
+    mask = index.mask(conn, "main", filters, principals)
     return index.hits(index.search([query], [k], [mask])[0])
 
 
@@ -143,34 +149,44 @@ def stores(draw):
             "source_uri_like": st.sampled_from((*PATTERNS, "https://%")),
             "updated_after": st.sampled_from(TIMES),
             "updated_before": st.sampled_from(TIMES),
+            "metadata_contains": st.sampled_from(METADATA_FILTERS),
         },
     ),
+    principals=CALLERS,
 )
-def test_the_index_ranks_and_scores_as_search_vector(store, k, query_kind, filter_args):
+def test_the_index_ranks_and_scores_as_search_vector(
+    store, k, query_kind, filter_args, principals
+):
     count, dimension, coarse, seed = store
     rng = np.random.default_rng(seed)
     vectors = vectors_with_ties(rng, count, dimension, coarse)
     with make_store(vectors, rng) as conn:
-        index = VectorIndex.build(conn, "main", search.AccessControl())
+        index = build_index(conn)
         if query_kind == "random":
             query = rng.standard_normal(dimension).astype(np.float32)
         else:  # a stored vector (exact ties with its copies), or it scaled by 3
             query = vectors[rng.integers(count)] * np.float32(3 if query_kind == "scaled" else 1)
         filters = search.Filters(**filter_args)
         assert_same(
-            sql_vector(conn, query.tolist(), k, filters),
-            index_vector(conn, index, query, k, filters),
+            sql_vector(conn, query.tolist(), k, filters, principals),
+            index_vector(conn, index, query, k, filters, principals),
         )
 
 
 @SETTINGS
-@given(store=stores(), k=st.integers(1, 30), text=st.sampled_from(("water", "bike chain")))
-def test_hybrid_fusion_matches_search_hybrid(store, k, text):
+@given(
+    store=stores(),
+    k=st.integers(1, 30),
+    text=st.sampled_from(("water", "bike chain")),
+    principals=CALLERS,
+)
+def test_hybrid_fusion_matches_search_hybrid(store, k, text, principals):
     count, dimension, coarse, seed = store
     rng = np.random.default_rng(seed)
     vectors = vectors_with_ties(rng, count, dimension, coarse)
     with make_store(vectors, rng) as conn:
-        index = VectorIndex.build(conn, "main", search.AccessControl())
+        index = build_index(conn)
+        access = search.access_control(conn, "main")
         query = rng.standard_normal(dimension).astype(np.float32)
         filters = search.Filters(doc_id_like="a/%") if seed % 2 else search.Filters()
         expected = search.call_search_macro(
@@ -182,11 +198,20 @@ def test_hybrid_fusion_matches_search_hybrid(store, k, text):
             model_id=MODEL_ID,
             filters=filters,
             schema="main",
+            access=access,
+            principals=principals,
         )
         keyword = search.call_search_macro(
-            conn, "keyword", HYBRID_DEPTH, query_text=text, filters=filters, schema="main"
+            conn,
+            "keyword",
+            HYBRID_DEPTH,
+            query_text=text,
+            filters=filters,
+            schema="main",
+            access=access,
+            principals=principals,
         )
-        vector = index_vector(conn, index, query, HYBRID_DEPTH, filters)
+        vector = index_vector(conn, index, query, HYBRID_DEPTH, filters, principals)
         assert fuse_hybrid(keyword, vector, k) == expected
 
 
@@ -194,7 +219,7 @@ def test_a_batch_of_questions_is_ranked_as_each_alone():
     rng = np.random.default_rng(7)
     vectors = vectors_with_ties(rng, 300, 384, coarse=False)
     with make_store(vectors, rng, nulls=False) as conn:
-        index = VectorIndex.build(conn, "main", search.AccessControl())
+        index = build_index(conn)
         queries = [rng.standard_normal(384).astype(np.float32) for _ in range(12)]
         queries.append(vectors[5].copy())
         ks = [1, 3, 10, 50, 100, 300, 400, 2, 10, 10, 7, 1, 20]
@@ -209,12 +234,12 @@ def test_a_filter_that_admits_nothing_and_an_empty_store():
     rng = np.random.default_rng(3)
     vectors = vectors_with_ties(rng, 20, 8, coarse=True)
     with make_store(vectors, rng) as conn:
-        index = VectorIndex.build(conn, "main", search.AccessControl())
+        index = build_index(conn)
         nothing = search.Filters(doc_id_like="zzz%")
         assert index_vector(conn, index, vectors[0], 5, nothing) == []
         assert sql_vector(conn, vectors[0].tolist(), 5, nothing) == []
         conn.execute("delete from retrieval_store")
-        empty = VectorIndex.build(conn, "main", search.AccessControl())
+        empty = build_index(conn)
         assert empty.count == 0 and empty.hits(empty.search([vectors[0]], [5])[0]) == []
 
 
@@ -238,8 +263,6 @@ def test_stores_the_index_cannot_rank_exactly_are_left_to_sql():
     rng = np.random.default_rng(5)
     vectors = vectors_with_ties(rng, 10, 4, coarse=False)
     with make_store(vectors, rng, nulls=False) as conn:
-        with pytest.raises(IndexUnavailable, match="restricts"):
-            VectorIndex.build(conn, "main", search.AccessControl(True, True))
         conn.execute("update retrieval_store set embedding = null where chunk_index = 1")
         with pytest.raises(IndexUnavailable, match="NULL"):
             VectorIndex.build(conn, "main", search.AccessControl())

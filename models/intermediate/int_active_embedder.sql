@@ -20,7 +20,8 @@ resolved as (
         {{ var('chunk_overlap_tokens') | int }} as chunk_overlap_tokens,
         {{ rag_store.sql_bool(var('chunk_context_header')) }} as chunk_context_header,
         rag_chunker_fingerprint({{ model_reference }}, {{ chunker_args }})
-            as chunker_fingerprint
+            as chunker_fingerprint,
+        {{ rag_store.sql_bool(var('acl_deny_by_default')) }} as acl_deny_by_default
 ),
 
 checked as (
@@ -40,7 +41,8 @@ checked as (
         max_chunk_tokens,
         chunk_overlap_tokens,
         chunk_context_header,
-        chunker_fingerprint
+        chunker_fingerprint,
+        acl_deny_by_default
     from resolved
 )
 

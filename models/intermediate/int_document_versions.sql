@@ -29,6 +29,8 @@ select
     reject_reason,
     pages,
     page_kind,
+    metadata,
+    allowed_principals,
     raw_excerpt,
     updated_at_text
 from all_versions

@@ -58,7 +58,9 @@ current_chunks as (
         document_chunks.char_end,
         document_chunks.page_start,
         document_chunks.page_end,
-        document_chunks.page_kind
+        document_chunks.page_kind,
+        live_documents.metadata,
+        live_documents.allowed_principals
     from document_chunks
     inner join live_documents
         on
@@ -82,6 +84,8 @@ embedded_chunks as (
         current_chunks.page_kind::varchar as page_kind,
         current_chunks.source_uri::varchar as source_uri,
         current_chunks.doc_updated_at::timestamp as doc_updated_at,
+        coalesce(current_chunks.metadata, '{}')::json as metadata,
+        current_chunks.allowed_principals::varchar [] as allowed_principals,
         current_chunks.chunk_hash::varchar as chunk_hash,
         active_embeddings.model_id::varchar as model_id,
         active_embeddings.embedded_at::timestamp as embedded_at,

@@ -1,6 +1,7 @@
 {#- Staged document directory (var document_dir): every file, staged like the feed. Files of a
-    converted format take their body, title, pages and reject reason from the conversion
-    cache (stg_docs__document_conversions). -#}
+    converted format (and Markdown with front matter) take their body, title, pages, metadata
+    and reject reason from the conversion cache (stg_docs__document_conversions); a front
+    matter or file property `allowed_principals` becomes the document's access list. -#}
 {%- if var('document_dir') | trim -%}
     {%- set files -%}
         (
@@ -12,7 +13,13 @@
                     coalesce(conversions.detail, files._raw_line) as _raw_line
                 ),
                 conversions.pages as _pages,
-                conversions.page_kind as _page_kind
+                conversions.page_kind as _page_kind,
+                case
+                    when conversions.metadata is not null
+                        then json_merge_patch(conversions.metadata, '{"allowed_principals": null}')
+                end::varchar as metadata,
+                (conversions.metadata::json -> 'allowed_principals')::varchar
+                    as allowed_principals
             from {{ source('docs', 'document_files') }} as files
             left join {{ ref('stg_docs__document_conversions') }} as conversions
                 on files._content_key = conversions.content_key

@@ -33,16 +33,24 @@ def cmd_search(args: argparse.Namespace) -> int:
     from rag_store.search import Filters, SearchError, default_search_path, search_text
 
     db = args.db or default_search_path()
-    filters = Filters(
-        doc_id_like=args.doc_id or "%",
-        title_like=args.title or "%",
-        source_uri_like=args.source_uri or "%",
-        updated_after=args.updated_after or "-infinity",
-        updated_before=args.updated_before or "infinity",
-    )
+    principals = None if args.principals is None else args.principals.split(",")
     try:
+        filters = Filters(
+            doc_id_like=args.doc_id or "%",
+            title_like=args.title or "%",
+            source_uri_like=args.source_uri or "%",
+            updated_after=args.updated_after or "-infinity",
+            updated_before=args.updated_before or "infinity",
+            metadata_contains=args.metadata,
+        )
         hits = search_text(
-            db, args.question, k=args.k, model_ref=args.model, mode=args.mode, filters=filters
+            db,
+            args.question,
+            k=args.k,
+            model_ref=args.model,
+            mode=args.mode,
+            filters=filters,
+            principals=principals,
         )
     except (SearchError, ModelNotFoundError) as exc:
         print(f"rag-store search: {exc}", file=sys.stderr)
@@ -176,6 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--source-uri", help="only source_uris LIKE this pattern")
     search.add_argument("--updated-after", help="only documents updated at/after (ISO time)")
     search.add_argument("--updated-before", help="only documents updated at/before (ISO time)")
+    search.add_argument(
+        "--metadata",
+        help="""only documents whose metadata contains this JSON object, e.g. '{"team": "hr"}'""",
+    )
+    search.add_argument(
+        "--principals",
+        help="search as these users or groups (comma-separated): documents with "
+        "allowed_principals are seen only when one matches; '' means public documents only",
+    )
     search.add_argument("--json", action="store_true", help="print JSON instead of text")
     search.set_defaults(handler=cmd_search)
 

@@ -8,6 +8,7 @@ installs the same macros and BM25 index there.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,6 +40,8 @@ class Hit:
     page_start: int | None = None
     page_end: int | None = None
     page_kind: str | None = None
+    # The document's metadata (a JSON object).
+    metadata: dict = field(default_factory=dict)
 
     @property
     def pages(self) -> str:
@@ -58,16 +61,49 @@ class Hit:
 
 @dataclass(frozen=True)
 class Filters:
-    """Metadata filters; LIKE patterns and an inclusive updated_at range (ISO text)."""
+    """Filters: LIKE patterns, an inclusive updated_at range (ISO text) and
+    `metadata_contains`, JSON text of what the document's metadata must contain (an object;
+    a list value matches a metadata list holding those items)."""
 
     doc_id_like: str = "%"
     title_like: str = "%"
     source_uri_like: str = "%"
     updated_after: str = "-infinity"
     updated_before: str = "infinity"
+    metadata_contains: str | None = None
+
+    def __post_init__(self):
+        if self.metadata_contains is not None:
+            object.__setattr__(
+                self, "metadata_contains", metadata_filter_text(self.metadata_contains)
+            )
 
     def params(self) -> dict:
         return asdict(self)
+
+
+def metadata_filter_text(value) -> str:
+    """`value` (a mapping, or JSON text of an object) as compact JSON text; SearchError
+    when it is not an object."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise SearchError(f"metadata filter is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise SearchError('metadata filter must be a JSON object such as {"team": "hr"}')
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def principal_list(principals) -> list[str] | None:
+    """The caller's principals as a list (None: not given, the store's default applies);
+    a single name counts as a list of one."""
+    if principals is None:
+        return None
+    if isinstance(principals, str):
+        principals = [principals]
+    names = [str(name).strip() for name in principals]
+    return sorted({name for name in names if name})
 
 
 @dataclass
@@ -78,6 +114,8 @@ class Query:
     # None: the embedder the snapshot records it was built with, else the default model.
     model_ref: str | None = None
     filters: Filters = field(default_factory=Filters)
+    # Who is asking (users, groups); None: the store's default (see AccessControl).
+    principals: list[str] | None = None
 
 
 def default_search_path() -> Path:
@@ -162,12 +200,12 @@ def check_model(conn: duckdb.DuckDBPyConnection, model_ref: str) -> str:
 
 _COLUMNS = (
     "score, chunk_id, doc_id, title, heading_path, chunk_text, source_uri, "
-    "page_start, page_end, page_kind"
+    "page_start, page_end, page_kind, metadata"
 )
 _FILTER_ARGS = (
     "doc_id_like := $doc_id_like, title_like := $title_like, "
     "source_uri_like := $source_uri_like, updated_after := $updated_after, "
-    "updated_before := $updated_before"
+    "updated_before := $updated_before, metadata_contains := $metadata_contains"
 )
 # How each mode calls its table macro; nothing here states a filter or a fusion.
 _MACRO_CALLS = {
@@ -178,9 +216,10 @@ _MACRO_CALLS = {
 }
 
 # Per-document access control (principals allowed to read a document) is a column of
-# retrieval_store. When a store carries it, the search table macros are where it is
-# enforced: they take the caller's principals as `principals`. A store with the column but
-# macros that cannot take principals is refused rather than searched unfiltered.
+# retrieval_store. The search table macros are where it is enforced: they take the caller's
+# principals as `principals` (none given: every document, or only public ones in a store
+# built with var acl_deny_by_default). A store with the column but macros that cannot take
+# principals is refused rather than searched unfiltered.
 PRINCIPALS_COLUMN = "allowed_principals"
 
 
@@ -201,7 +240,7 @@ class AccessControl:
                 f"retrieval_store has an {PRINCIPALS_COLUMN} column but its search macros "
                 "take no principals; refusing to search it unfiltered (rebuild the store)"
             )
-        return ", principals := $principals", {"principals": list(principals or [])}
+        return ", principals := $principals", {"principals": principal_list(principals)}
 
 
 def access_control(conn: duckdb.DuckDBPyConnection, schema: str) -> AccessControl:
@@ -272,19 +311,32 @@ def document_chunks(
     sql = (
         "select chunk_id, doc_id, chunk_index, title, heading_path, chunk_text, source_uri, "
         "page_start, page_end, page_kind, "
-        f"doc_updated_at from \"{schema}\".filtered_store('%', '%', '%', '-infinity', "
+        f"doc_updated_at, metadata from \"{schema}\".filtered_store('%', '%', '%', '-infinity', "
         f"'infinity'{access_args}) where doc_id = $doc_id order by chunk_index"
     )
     try:
         cursor = conn.execute(sql, {"doc_id": doc_id, **access_params})
         columns = [column[0] for column in cursor.description]
-        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+        chunks = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+        for chunk in chunks:
+            chunk["metadata"] = metadata_object(chunk["metadata"])
+        return chunks
     except duckdb.Error as exc:
         raise SearchError(f"reading document {doc_id!r} failed: {exc}") from exc
 
 
 def _hits(rows) -> list[Hit]:
-    return [Hit(rank, float(row[0]), *row[1:]) for rank, row in enumerate(rows, start=1)]
+    return [
+        Hit(rank, float(row[0]), *row[1:-1], metadata=metadata_object(row[-1]))
+        for rank, row in enumerate(rows, start=1)
+    ]
+
+
+def metadata_object(value) -> dict:
+    """A metadata value as DuckDB returns it (JSON text, or None) as a dict."""
+    if value is None:
+        return {}
+    return json.loads(value) if isinstance(value, str) else dict(value)
 
 
 def vector_literal(vector) -> str:
@@ -315,9 +367,17 @@ def search(conn: duckdb.DuckDBPyConnection, query: Query) -> list[Hit]:
     if query.mode not in MODES:
         raise SearchError(f"mode must be one of {', '.join(MODES)}, got {query.mode!r}")
     schema = store_schema(conn)
+    access = access_control(conn, schema)
     if query.mode == "keyword":
         return call_search_macro(
-            conn, "keyword", query.k, query_text=query.text, filters=query.filters, schema=schema
+            conn,
+            "keyword",
+            query.k,
+            query_text=query.text,
+            filters=query.filters,
+            schema=schema,
+            access=access,
+            principals=query.principals,
         )
     model_ref = query.model_ref or store_model_reference(conn) or DEFAULT_MODEL
     model_id = check_model(conn, model_ref)
@@ -332,6 +392,8 @@ def search(conn: duckdb.DuckDBPyConnection, query: Query) -> list[Hit]:
         model_id=model_id,
         filters=query.filters,
         schema=schema,
+        access=access,
+        principals=query.principals,
     )
 
 
@@ -342,6 +404,9 @@ def search_text(
     model_ref: str | None = None,
     mode: str = "vector",
     filters: Filters | None = None,
+    principals: list[str] | None = None,
 ) -> list[Hit]:
     with open_store(db_path) as conn:
-        return search(conn, Query(question, k, mode, model_ref, filters or Filters()))
+        return search(
+            conn, Query(question, k, mode, model_ref, filters or Filters(), principals)
+        )

@@ -239,6 +239,13 @@ class Store:
         (self.chunks, self.documents) = conn.execute(
             "select count(*), count(distinct doc_id) from retrieval_store"
         ).fetchone()
+        # Whether any document is readable by some principals only.
+        self.restricted_documents = self.access.restricted and bool(
+            conn.execute(
+                f"select count(*) from retrieval_store where {search.PRINCIPALS_COLUMN} "
+                "is not null"
+            ).fetchone()[0]
+        )
         self.health_current = None
         self.health_history: list[dict] = []
         if _has_table(conn, "pipeline_health"):
@@ -676,6 +683,7 @@ _FILTER_DESCRIPTIONS = {
     "source_uri_like": "only source_uris LIKE this pattern",
     "updated_after": "only documents updated at or after this ISO 8601 time",
     "updated_before": "only documents updated at or before this ISO 8601 time",
+    "metadata_contains": 'only documents whose metadata contains this JSON object, e.g. `{"team": "hr"}`',
 }
 # One parameter per field of search.Filters, so the API has every filter search has.
 FILTER_PARAMS = tuple(
@@ -761,7 +769,10 @@ def _parse_timestamp(name: str, raw: str) -> str:
 
 
 def filters_of(values: dict) -> search.Filters:
-    return search.Filters(**{spec.name: values[spec.name] for spec in FILTER_PARAMS})
+    try:
+        return search.Filters(**{spec.name: values[spec.name] for spec in FILTER_PARAMS})
+    except search.SearchError as exc:
+        raise ApiError(400, str(exc)) from None
 
 
 def query_params(request) -> dict:
@@ -807,6 +818,7 @@ def _hit(hit: search.Hit) -> dict:
         "page_start": hit.page_start,
         "page_end": hit.page_end,
         "page_kind": hit.page_kind,
+        "metadata": hit.metadata,
     }
 
 
@@ -855,12 +867,13 @@ class Api:
             presented = authorization[7:].strip()
         return hmac.compare_digest(presented.encode("utf-8"), key.encode("utf-8"))
 
-    def principals(self, request) -> list[str] | None:
-        """The caller's principals (X-Rag-Principals: comma-separated), or None. Only a
-        server with an API key accepts them: without one, any client could claim any."""
+    def principals(self, request) -> list[str]:
+        """The caller's principals (X-Rag-Principals: comma-separated); none given, no
+        principal: the caller sees public documents only, never everything. Only a server
+        with an API key accepts them: without one, any client could claim any."""
         header = request.headers.get(PRINCIPALS_HEADER)
         if header is None:
-            return None
+            return []
         if not self.config.api_key:
             raise ApiError(
                 400,
@@ -919,7 +932,9 @@ class Api:
                         f"{embedder.info.window_tokens}",
                     )
                 if store.index is not None:
-                    hits = await self._index_search(store, embedder, question, mode, k, filters)
+                    hits = await self._index_search(
+                        store, embedder, question, mode, k, filters, principals
+                    )
                     return self._answer(started, question, k, mode, filters, hits, store)
                 vector = await embedder.embed(question)
             hits = await self.retrieval.run(
@@ -950,7 +965,7 @@ class Api:
             }
         )
 
-    async def _index_search(self, store, embedder, question, mode, k, filters):
+    async def _index_search(self, store, embedder, question, mode, k, filters, principals):
         """A vector or hybrid search with the vector ranking from the store's in-memory
         index (batched with the other questions embedded together); hybrid's keyword
         ranking still comes from its macro, run meanwhile, and is fused as the macro does."""
@@ -967,14 +982,15 @@ class Api:
                         filters=filters,
                         schema=store.schema,
                         access=store.access,
+                        principals=principals,
                     )
                 )
             )
         try:
-            known, mask = index.cached_mask(filters)
+            known, mask = index.cached_mask(filters, principals)
             if not known:
                 mask = await self.retrieval.run(
-                    lambda: index.mask(store.cursor(), store.schema, filters)
+                    lambda: index.mask(store.cursor(), store.schema, filters, principals)
                 )
             depth = HYBRID_DEPTH if mode == "hybrid" else k
             ranked = await embedder.embed(question, (index, depth, mask))
@@ -1053,6 +1069,7 @@ class Api:
                 "title": first["title"],
                 "source_uri": first["source_uri"],
                 "updated_at": _iso(first["doc_updated_at"]),
+                "metadata": first["metadata"],
                 "chunks": [
                     {
                         "chunk_id": chunk["chunk_id"],
@@ -1096,7 +1113,7 @@ class Api:
                 },
             }
             # Counts would tell a restricted caller how much it cannot see.
-            if not store.access.restricted:
+            if not store.restricted_documents:
                 body.update(chunks=store.chunks, documents=store.documents)
         return JSONResponse(body)
 
@@ -1130,7 +1147,7 @@ class Api:
                     "published_at": store.published_at,
                     "age_seconds": None if published is None else round(now - published, 1),
                     "model_id": store.model_id,
-                    "chunks": None if store.access.restricted else store.chunks,
+                    "chunks": None if store.restricted_documents else store.chunks,
                     "last_swap_error": self.retrieval.last_swap_error,
                 },
                 "alerts": (

@@ -36,14 +36,14 @@ SNAPSHOT_STORE = search_macros.StoreLayout("main", "retrieval_store", "store_inf
 PUBLISHED_TABLES: dict[str, str] = {
     "retrieval_store": "select * from {schema}.retrieval_store",
     "documents": (
-        "select doc_id, title, source_uri, updated_at, _loaded_at "
-        "from {schema}.int_documents__latest where not is_deleted"
+        "select doc_id, title, source_uri, updated_at, _loaded_at, metadata, "
+        "allowed_principals from {schema}.int_documents__latest where not is_deleted"
     ),
     "documents_rejected": "select * from {schema}.documents_rejected",
     "pipeline_health": "select * from {schema}.pipeline_health",
     "embedding_runs": "select * from {schema}.embedding_runs",
     "store_info": (
-        "select model_id, model_reference, dimension, "
+        "select model_id, model_reference, dimension, acl_deny_by_default, "
         "(now() at time zone 'UTC') as published_at, "
         "{fingerprint} as retrieval_store_fingerprint from {schema}.int_active_embedder"
     ),
@@ -108,7 +108,7 @@ def default_snapshot_path(db_path: str | os.PathLike) -> Path:
 
 # Bump when the snapshot's layout changes (tables, storage settings, index): a snapshot of
 # another layout is never reused, whatever its content.
-SNAPSHOT_LAYOUT = "2"
+SNAPSHOT_LAYOUT = "3"
 
 
 def snapshot_key(fingerprint: str) -> str:

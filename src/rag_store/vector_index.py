@@ -16,14 +16,16 @@ How it stays identical to the macro:
   the k-th best, which always contains the exact top k. The candidates are then re-scored
   the macro's way and ranked by its rule: score descending, then chunk_id ascending (rows
   are held in chunk_id order, so a row's position breaks ties).
-- **Rows**: those of `filtered_store` with its default (match-all) filters, which drop rows
-  with no doc_id or no doc_updated_at, as every unfiltered search does.
-- **Filters** are not re-implemented: the set of rows a filter combination admits is read
-  once through the same `filtered_store` macro and kept (a few dozen combinations, LRU).
+- **Rows**: every row of retrieval_store is held; which of them a question may see is
+  never decided here.
+- **Filters and access control** are not re-implemented: the set of rows a combination of
+  filters and caller principals admits is read once through the same `filtered_store` macro
+  and kept (a few dozen combinations, LRU), so a caller never gets a row the macros would
+  not give it.
 
-A store that restricts reads by principal, or whose rows the rule above cannot rank (NULL
-or non-finite vectors, duplicate chunk_ids), gets no index: `build` returns None with the
-reason, and the server keeps using the SQL macros for it.
+A store whose rows the rule above cannot rank (NULL or non-finite vectors, duplicate
+chunk_ids) gets no index: `build` raises IndexUnavailable with the reason, and the server
+keeps using the SQL macros for it.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ _PAYLOAD = (
     "page_start",
     "page_end",
     "page_kind",
+    "metadata",
 )
 
 
@@ -106,12 +109,19 @@ class VectorIndex:
     """The rows of one opened snapshot: unit float32 vectors in chunk_id order, the hit
     columns, and the DuckDB rowid of each row (to map filter results onto positions)."""
 
-    def __init__(self, vectors: np.ndarray, payload: dict[str, list], rowids: np.ndarray):
+    def __init__(
+        self,
+        vectors: np.ndarray,
+        payload: dict[str, list],
+        rowids: np.ndarray,
+        access: search.AccessControl | None = None,
+    ):
         # Own, writable memory (copied only if `vectors` is a view of other buffers).
         self.vectors = np.require(vectors, np.float32, ["C_CONTIGUOUS", "WRITEABLE", "OWNDATA"])
         self.count, self.dimension = self.vectors.shape
         self.payload = payload
         self.rowids = rowids
+        self.access = access or search.AccessControl()
         self._rowid_order = np.argsort(rowids, kind="stable")
         self._sorted_rowids = rowids[self._rowid_order]
         norms = np.linalg.norm(self.vectors.astype(np.float64), axis=1)
@@ -122,7 +132,7 @@ class VectorIndex:
         unit_roundoff = 2.0**-24
         gamma = self.dimension * unit_roundoff / (1 - self.dimension * unit_roundoff)
         self.margin = 4.0 * gamma * max(largest, 1.0) * 1.01 + 1e-12
-        self._masks: OrderedDict[search.Filters, np.ndarray] = OrderedDict()
+        self._masks: OrderedDict[tuple, np.ndarray | None] = OrderedDict()
         self._masks_lock = threading.Lock()
 
     @property
@@ -134,20 +144,10 @@ class VectorIndex:
 
     @classmethod
     def build(cls, conn, schema: str, access: search.AccessControl) -> VectorIndex:
-        """Read every searchable row of the store in `schema`; IndexUnavailable when the
-        store cannot be ranked exactly from memory."""
-        if access.restricted:
-            raise IndexUnavailable(
-                f"retrieval_store restricts reads ({search.PRINCIPALS_COLUMN}); searches "
-                "go through the SQL macros, which enforce it"
-            )
-        rows = f"""
-            from "{schema}".retrieval_store as store
-            where store.chunk_id in (
-                select chunk_id
-                from "{schema}".filtered_store('%', '%', '%', '-infinity', 'infinity')
-            )
-        """
+        """Read every row of the store in `schema`; IndexUnavailable when the store cannot
+        be ranked exactly from memory."""
+        rows = f'from "{schema}".retrieval_store as store'
+        metadata = "store.metadata" if _has_column(conn, schema, "metadata") else "'{}'"
         # The chunk_id order from a narrow sort; the wide rows (vectors, texts) are then
         # streamed unsorted, batch by batch, into preallocated arrays at their positions, so
         # neither DuckDB nor Arrow ever holds a sorted copy of the whole store.
@@ -156,9 +156,10 @@ class VectorIndex:
         count = len(rowids)
         by_rowid = np.argsort(rowids, kind="stable")
         sorted_rowids = rowids[by_rowid]
+        columns = [f"store.{c}" for c in _PAYLOAD if c != "metadata"]
         reader = conn.execute(
-            f"select store.rowid as row_id, {', '.join(f'store.{c}' for c in _PAYLOAD)}, "
-            f"store.embedding {rows}"
+            f"select store.rowid as row_id, {', '.join(columns)}, "
+            f"{metadata}::varchar as metadata, store.embedding {rows}"
         ).to_arrow_reader(50_000)
         dimension = reader.schema.field("embedding").type.list_size
         vectors = np.empty((count, dimension), dtype=np.float32)
@@ -185,20 +186,21 @@ class VectorIndex:
             raise IndexUnavailable("some stored vectors are not finite")
         if len(set(payload["chunk_id"])) != count:
             raise IndexUnavailable("chunk_ids are not unique")
-        return cls(vectors, payload, rowids)
+        return cls(vectors, payload, rowids, access)
 
     # -- filters
 
-    def mask(self, conn, schema: str, filters: search.Filters) -> np.ndarray | None:
-        """The rows `filters` admit (None: all), read through `filtered_store` once per
-        combination and kept. `conn` is only used on a cache miss."""
-        if filters == search.Filters():
-            return None
-        with self._masks_lock:
-            found = self._masks.get(filters)
-            if found is not None:
-                self._masks.move_to_end(filters)
-                return found
+    def mask(
+        self, conn, schema: str, filters: search.Filters, principals=None
+    ) -> np.ndarray | None:
+        """The rows `filters` admit for a caller with `principals` (None: all rows), read
+        through `filtered_store` once per combination and kept. `conn` is only used on a
+        cache miss."""
+        key = _mask_key(filters, principals)
+        cached, found = self._cached(key)
+        if cached:
+            return found
+        access_args, access_params = self.access.arguments(principals)
         rows = conn.execute(
             f"""
             select store.rowid
@@ -206,11 +208,11 @@ class VectorIndex:
             where store.chunk_id in (
                 select chunk_id from "{schema}".filtered_store(
                     $doc_id_like, $title_like, $source_uri_like, $updated_after,
-                    $updated_before
+                    $updated_before, metadata_contains := $metadata_contains{access_args}
                 )
             )
             """,
-            filters.params(),
+            {**filters.params(), **access_params},
         ).fetchnumpy()["rowid"]
         admitted = np.zeros(self.count, dtype=bool)
         if len(rows):
@@ -219,19 +221,23 @@ class VectorIndex:
             found_at = np.clip(found_at, 0, max(self.count - 1, 0))
             known = self._sorted_rowids[found_at] == rows if self.count else found_at < 0
             admitted[self._rowid_order[found_at[known]]] = True
+        result = None if admitted.all() else admitted
         with self._masks_lock:
-            self._masks[filters] = admitted
+            self._masks[key] = result
             while len(self._masks) > MASK_CACHE_SIZE:
                 self._masks.popitem(last=False)
-        return admitted
+        return result
 
-    def cached_mask(self, filters: search.Filters) -> tuple[bool, np.ndarray | None]:
+    def cached_mask(self, filters: search.Filters, principals=None):
         """(known, mask) without touching the database."""
-        if filters == search.Filters():
-            return True, None
+        return self._cached(_mask_key(filters, principals))
+
+    def _cached(self, key: tuple) -> tuple[bool, np.ndarray | None]:
         with self._masks_lock:
-            found = self._masks.get(filters)
-        return found is not None, found
+            if key not in self._masks:
+                return False, None
+            self._masks.move_to_end(key)
+            return True, self._masks[key]
 
     # -- searching
 
@@ -288,12 +294,28 @@ class VectorIndex:
             search.Hit(
                 rank,
                 float(score),
-                *(columns[name][position] for name in _PAYLOAD),
+                *(columns[name][position] for name in _PAYLOAD[:-1]),
+                metadata=search.metadata_object(columns["metadata"][position]),
             )
             for rank, (position, score) in enumerate(
                 zip(ranked.positions.tolist(), ranked.scores.tolist(), strict=True), start=1
             )
         ]
+
+
+def _mask_key(filters: search.Filters, principals) -> tuple:
+    names = search.principal_list(principals)
+    return (filters, None if names is None else tuple(names))
+
+
+def _has_column(conn, schema: str, column: str) -> bool:
+    (count,) = conn.execute(
+        "select count(*) from duckdb_columns() where table_name = 'retrieval_store' "
+        "and schema_name = $schema and database_name = current_database() "
+        "and column_name = $column",
+        {"schema": schema, "column": column},
+    ).fetchone()
+    return count > 0
 
 
 def fuse_hybrid(keyword: list[search.Hit], vector: list[search.Hit], k: int) -> list[search.Hit]:

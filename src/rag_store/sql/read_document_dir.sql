@@ -12,24 +12,54 @@ list_transform(
     )
 );
 
+-- Whether a Markdown or text file's content opens with YAML front matter: such a file goes
+-- through the conversion cache too, which moves the front matter into metadata.
+create or replace macro has_front_matter(content) as
+    coalesce(regexp_matches(try(decode(content)), '^---[ \t]*\r?\n'), false);
+
 -- Every file under `directory` that rag_store.converters turns into Markdown (PDF, Word,
--- PowerPoint, HTML, e-mail, Excel, reStructuredText, CSV), with its bytes and a content key:
--- the SHA-256 of the bytes and the extension, so an unchanged file is never converted twice.
+-- PowerPoint, HTML, e-mail, Excel, reStructuredText, CSV, and Markdown or text with front
+-- matter), with its bytes and a content key: the SHA-256 of the bytes and the extension, so
+-- an unchanged file is never converted twice.
 create or replace macro read_document_dir_content(directory) as table
+    with
+
+    converted_formats as (
+        select
+            filename,
+            content,
+            last_modified
+        from read_blob(
+            case
+                when trim(directory) = ''
+                    then error('read_document_dir: the directory argument is empty')
+                else document_dir_patterns(
+                    directory,
+                    ['pdf', 'docx', 'pptx', 'html', 'htm', 'eml', 'xlsx', 'rst', 'csv']
+                )
+            end
+        )
+        union all
+        select
+            filename,
+            content,
+            last_modified
+        from read_blob(
+            case
+                when trim(directory) = ''
+                    then error('read_document_dir: the directory argument is empty')
+                else document_dir_patterns(directory, ['md', 'markdown', 'txt'])
+            end
+        )
+        where has_front_matter(content)
+    )
+
     select
         filename as source_file,
         content as file_bytes,
         last_modified,
         sha256(content) || ':' || lower(regexp_extract(filename, '\.([^./]+)$', 1)) as content_key
-    from read_blob(
-        case
-            when trim(directory) = ''
-                then error('read_document_dir: the directory argument is empty')
-            else document_dir_patterns(
-                directory, ['pdf', 'docx', 'pptx', 'html', 'htm', 'eml', 'xlsx', 'rst', 'csv']
-            )
-        end
-    );
+    from converted_formats;
 
 -- Every file under `directory`, one row each. A .md / .markdown / .txt file (any letter case)
 -- is one document version: doc_id is the path relative to `directory`, updated_at the
@@ -59,6 +89,7 @@ create or replace macro read_document_dir(directory) as table
                 else document_dir_patterns(directory, ['md', 'markdown', 'txt'])
             end
         )
+        where not has_front_matter(content)
     ),
 
     converted_files as (

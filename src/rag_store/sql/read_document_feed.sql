@@ -109,6 +109,8 @@ create or replace macro read_document_feed(feed_glob) as table
             line_json ->> 'source_uri' as source_uri,
             line_json ->> 'updated_at' as updated_at,
             line_json ->> 'is_deleted' as is_deleted,
+            (line_json -> 'metadata')::varchar as metadata,
+            (line_json -> 'allowed_principals')::varchar as allowed_principals,
             try_cast(line_json ->> '_loaded_at' as timestamp) as _loaded_at
         from json_lines
     ),

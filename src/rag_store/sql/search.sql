@@ -3,11 +3,27 @@
 -- relation, $embedder a one-row relation holding the store's model_id, $fts_schema the
 -- schema of the store's BM25 index, $dimension the vector dimension. All results are
 -- ordered by score, then chunk_id, so ties are deterministic. Filters: doc_id / title /
--- source_uri LIKE patterns and an inclusive updated_at range.
+-- source_uri LIKE patterns, an inclusive updated_at range and `metadata_contains` (JSON the
+-- document's metadata must contain). Access: `principals` (a list of users and groups) is
+-- who the caller is; a chunk of a document with allowed_principals is seen only by a caller
+-- sharing one of them. Without principals a caller sees every document, or only the public
+-- ones in a store built with var acl_deny_by_default. Every search below reads the store
+-- through filtered_store, and keyword scores use the collection statistics of what the
+-- caller may read, so nothing unreadable shapes a result, a rank or a score.
+
+-- Whether a caller with `principals` may read a document with `allowed_principals`.
+create or replace macro $schema.may_read(allowed_principals, principals) as
+    allowed_principals is null
+    or (
+        principals is null
+        and not (select embedder.acl_deny_by_default from $embedder as embedder)
+    )
+    or coalesce(list_has_any(allowed_principals, principals::varchar[]), false);
 
 -- The store's searchable columns, narrowed by the metadata filters every search accepts.
 create or replace macro $schema.filtered_store(
-    doc_id_like, title_like, source_uri_like, updated_after, updated_before
+    doc_id_like, title_like, source_uri_like, updated_after, updated_before,
+    metadata_contains := null, principals := null
 ) as table
     select
         store.chunk_id,
@@ -21,10 +37,15 @@ create or replace macro $schema.filtered_store(
         store.page_start,
         store.page_end,
         store.page_kind,
+        store.metadata,
         store.embedding
     from $store as store
     where
-        coalesce(store.doc_id like doc_id_like, false)
+        $schema.may_read(store.allowed_principals, principals)
+        and coalesce(
+            json_contains(store.metadata, metadata_contains::json), metadata_contains is null
+        )
+        and coalesce(store.doc_id like doc_id_like, false)
         and coalesce(store.title like title_like, title_like = '%')
         and coalesce(store.source_uri like source_uri_like, source_uri_like = '%')
         and store.doc_updated_at >= updated_after::timestamp
@@ -49,7 +70,8 @@ end;
 create or replace macro $schema.search_vector(
     query_vector, query_model_id, k := 10,
     doc_id_like := '%', title_like := '%', source_uri_like := '%',
-    updated_after := '-infinity', updated_before := 'infinity'
+    updated_after := '-infinity', updated_before := 'infinity',
+    metadata_contains := null, principals := null
 ) as table
     with
     checked as materialized (
@@ -69,7 +91,8 @@ create or replace macro $schema.search_vector(
         array_inner_product(candidates.embedding, normalised.unit_vector) as score
     from
         $schema.filtered_store(
-            doc_id_like, title_like, source_uri_like, updated_after, updated_before
+            doc_id_like, title_like, source_uri_like, updated_after, updated_before,
+            metadata_contains := metadata_contains, principals := principals
         ) as candidates
     cross join normalised
     order by score desc, candidates.chunk_id asc
@@ -78,37 +101,120 @@ create or replace macro $schema.search_vector(
 create or replace macro $schema.similar_chunks(
     to_chunk_id, k := 10,
     doc_id_like := '%', title_like := '%', source_uri_like := '%',
-    updated_after := '-infinity', updated_before := 'infinity'
+    updated_after := '-infinity', updated_before := 'infinity',
+    metadata_contains := null, principals := null
 ) as table
     select
         candidates.* exclude (embedding),
         array_inner_product(candidates.embedding, origin.embedding) as score
     from
         $schema.filtered_store(
-            doc_id_like, title_like, source_uri_like, updated_after, updated_before
+            doc_id_like, title_like, source_uri_like, updated_after, updated_before,
+            metadata_contains := metadata_contains, principals := principals
         ) as candidates
-    inner join $store as origin on origin.chunk_id = to_chunk_id
+    -- the chunk compared to must be one the caller may read, or there is no answer at all
+    inner join $schema.filtered_store(
+        '%', '%', '%', '-infinity', 'infinity', principals := principals
+    ) as origin on origin.chunk_id = to_chunk_id
     where candidates.chunk_id != to_chunk_id
     order by score desc, candidates.chunk_id asc
     limit k;
 
+-- BM25 (k1 = 1.2, b = 0.75, as DuckDB's match_bm25) over the chunks the caller may read:
+-- the document count, mean length and each term's document frequency leave out every
+-- chunk the caller may not read (computed from the index's totals minus those chunks), so
+-- a caller's scores are those of a store holding only what it may read.
 create or replace macro $schema.search_keyword(
     query_text, k := 10,
     doc_id_like := '%', title_like := '%', source_uri_like := '%',
-    updated_after := '-infinity', updated_before := 'infinity'
+    updated_after := '-infinity', updated_before := 'infinity',
+    metadata_contains := null, principals := null
 ) as table
-    with scored as (
+    with
+    query_terms as (
         select
-            candidates.* exclude (embedding),
-            $fts_schema.match_bm25(candidates.chunk_id, query_text) as score
-        from $schema.filtered_store(
-            doc_id_like, title_like, source_uri_like, updated_after, updated_before
-        ) as candidates
+            dict.termid,
+            dict.df
+        from $fts_schema.dict as dict
+        where dict.term in (
+            select stem(unnest($fts_schema.tokenize(query_text)), 'porter')
+        )
+    ),
+
+    postings as (
+        select
+            terms.docid,
+            terms.termid,
+            count(*) as tf
+        from $fts_schema.terms as terms
+        where terms.termid in (select query_terms.termid from query_terms)
+        group by terms.docid, terms.termid
+    ),
+
+    unreadable as (
+        select
+            docs.docid,
+            docs.len
+        from $store as store
+        inner join $fts_schema.docs as docs on store.chunk_id = docs.name
+        where not $schema.may_read(store.allowed_principals, principals)
+    ),
+
+    collection as (
+        select
+            stats.num_docs - hidden.chunks as num_docs,
+            (stats.num_docs * stats.avgdl - hidden.tokens)
+            / nullif(stats.num_docs - hidden.chunks, 0) as avgdl
+        from $fts_schema.stats as stats
+        cross join (
+            select
+                count(*) as chunks,
+                coalesce(sum(unreadable.len), 0) as tokens
+            from unreadable
+        ) as hidden
+    ),
+
+    readable_postings as (
+        select postings.*
+        from postings
+        anti join unreadable on postings.docid = unreadable.docid
+    ),
+
+    readable_df as (
+        select
+            termid,
+            count(*) as df
+        from readable_postings
+        group by termid
+    ),
+
+    scores as (
+        select
+            docs.name as chunk_id,
+            sum(
+                log((collection.num_docs - readable_df.df + 0.5) / (readable_df.df + 0.5) + 1)
+                * readable_postings.tf * (1.2 + 1)
+                / (
+                    readable_postings.tf
+                    + 1.2 * (1 - 0.75 + 0.75 * docs.len / collection.avgdl)
+                )
+            ) as score
+        from readable_postings
+        inner join readable_df on readable_postings.termid = readable_df.termid
+        inner join $fts_schema.docs as docs on readable_postings.docid = docs.docid
+        cross join collection
+        group by docs.name
     )
 
-    select * from scored
-    where score is not null
-    order by score desc, chunk_id asc
+    select
+        candidates.* exclude (embedding),
+        scores.score
+    from $schema.filtered_store(
+        doc_id_like, title_like, source_uri_like, updated_after, updated_before,
+        metadata_contains := metadata_contains, principals := principals
+    ) as candidates
+    inner join scores on candidates.chunk_id = scores.chunk_id
+    order by scores.score desc, candidates.chunk_id asc
     limit k;
 
 -- Reciprocal-rank fusion of the keyword and vector rankings (top `depth` of each):
@@ -116,7 +222,8 @@ create or replace macro $schema.search_keyword(
 create or replace macro $schema.search_hybrid(
     query_text, query_vector, query_model_id, k := 10, depth := 50, rrf_k := 60,
     doc_id_like := '%', title_like := '%', source_uri_like := '%',
-    updated_after := '-infinity', updated_before := 'infinity'
+    updated_after := '-infinity', updated_before := 'infinity',
+    metadata_contains := null, principals := null
 ) as table
     with
     keyword as (
@@ -126,7 +233,8 @@ create or replace macro $schema.search_hybrid(
         from $schema.search_keyword(
             query_text, k := depth, doc_id_like := doc_id_like, title_like := title_like,
             source_uri_like := source_uri_like, updated_after := updated_after,
-            updated_before := updated_before
+            updated_before := updated_before, metadata_contains := metadata_contains,
+            principals := principals
         )
     ),
 
@@ -137,7 +245,8 @@ create or replace macro $schema.search_hybrid(
         from $schema.search_vector(
             query_vector, query_model_id, k := depth, doc_id_like := doc_id_like,
             title_like := title_like, source_uri_like := source_uri_like,
-            updated_after := updated_after, updated_before := updated_before
+            updated_after := updated_after, updated_before := updated_before,
+            metadata_contains := metadata_contains, principals := principals
         )
     ),
 
@@ -157,7 +266,8 @@ create or replace macro $schema.search_hybrid(
         store.* exclude (embedding),
         fused.score
     from fused
-    inner join $schema.filtered_store('%', '%', '%', '-infinity', 'infinity') as store
-        on fused.chunk_id = store.chunk_id
+    inner join $schema.filtered_store(
+        '%', '%', '%', '-infinity', 'infinity', principals := principals
+    ) as store on fused.chunk_id = store.chunk_id
     order by fused.score desc, store.chunk_id asc
     limit k;
