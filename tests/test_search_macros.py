@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import duckdb
 import pytest
-
 from hand_made_store import make_store
 
 MODEL = "tiny-model@000/d3/l2/w16"

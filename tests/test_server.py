@@ -37,6 +37,21 @@ def store(tmp_path_factory) -> DbtProject:
     project = DbtProject(tmp_path_factory.mktemp("server-store"))
     project.vars = dict(HASH_EMBEDDER)
     project.deliver(FIXTURES / "small_feed" / "batch_1.jsonl")
+    # One document only group:hr may read, with words no public document has.
+    write_feed(
+        project,
+        "restricted.jsonl",
+        [
+            document(
+                "hr/salary-bands",
+                "# Salary bands\n\nZebracorn grades and quokka bonuses for each salary band.",
+                allowed_principals=["group:hr"],
+                metadata={"team": "hr", "tags": ["pay"]},
+                updated_at="2026-03-01T09:00:00Z",
+                _loaded_at="2026-03-01T10:00:00Z",
+            )
+        ],
+    )
     project.build()
     return project
 
@@ -71,8 +86,19 @@ def query(**params) -> str:
 
 
 def cli_hits(store: DbtProject, question: str, mode: str, k: int, *args: str) -> list[dict]:
+    """`rag-store search` as a caller without principals (as the server's anonymous one)."""
     completed = store.rag_store(
-        "search", question, "--mode", mode, "--k", str(k), "--json", *args, db=snapshot_of(store)
+        "search",
+        question,
+        "--mode",
+        mode,
+        "--k",
+        str(k),
+        "--json",
+        "--principals",
+        "",
+        *args,
+        db=snapshot_of(store),
     )
     assert completed.returncode == 0, completed.stderr
     return json.loads(completed.stdout)["hits"]
@@ -114,7 +140,7 @@ def test_every_filter_is_applied(store, server):
 def test_the_in_memory_index_answers_what_the_sql_path_answers(store, server):
     """The default server ranks vectors from memory; RAG_STORE_SERVE_INDEX=sql sends every
     search through the macros. Both answer the same, in every mode and under filters."""
-    assert server.get("/info").json()["vector_index"].startswith("memory: 10 vectors")
+    assert server.get("/info").json()["vector_index"].startswith("memory: 11 vectors")
     sql = start(store, "--max-k", "20", index="sql")
     try:
         assert sql.get("/info").json()["vector_index"].startswith("sql:")
@@ -156,7 +182,7 @@ def test_info_and_openapi(store, server):
     assert info["model_id"] == model_id
     assert info["model_reference"] == HASH_EMBEDDER["embedding_model"]
     assert (info["chunks"], info["documents"]) == (10, 5)
-    assert info["access_control"] is False
+    assert info["access_control"] is True  # hr/salary-bands is restricted
     assert info["limits"]["max_k"] == 20
 
     schema = server.get("/openapi.json").json()
@@ -173,7 +199,7 @@ def test_health_reports_pipeline_health_and_the_alerts_verdict(store, server):
     assert body["status"] == "unknown" and body["alerts"] is None  # alerts never ran
     assert body["store"]["readable"] is True and body["store"]["age_seconds"] >= 0
     assert body["pipeline_health"]["coverage"] == 1.0
-    assert body["pipeline_health"]["live_documents"] == 5
+    assert body["pipeline_health"]["live_documents"] == 6  # operational: the restricted one too
     assert len(body["history"]) == 1 and body["history"][0]["coverage"] == 1.0
     assert body["freshness"]["newest_loaded_at"].startswith("2026-03-")
 
@@ -282,7 +308,7 @@ def test_wrong_methods_and_hostile_text(store, server):
             response = server.get(f"/search?{query(q=text, k=2, mode=mode)}")
             assert response.status == 200, (text, mode, response.body)
     assert server.get("/info").json()["chunks"] == 10
-    assert store.query("select count(*) from retrieval_store") == [(10,)]
+    assert store.query("select count(*) from retrieval_store") == [(11,)]
 
 
 # ------------------------------------------------------------------ API key, principals
@@ -311,16 +337,62 @@ def test_principals_are_accepted_only_behind_the_api_key(server, keyed):
     assert keyed.get("/search?q=water", auth | too_many).status == 400
 
 
+# search_vector as a store built before access control had it: no principals argument.
+UNFILTERED_MACRO = (
+    "create or replace macro search_vector(query_vector, query_model_id, k := 10) as table "
+    "select * from retrieval_store limit k"
+)
+
+
 def test_a_store_with_access_control_its_macros_cannot_enforce_is_refused(store, tmp_path):
     restricted = tmp_path / "restricted.duckdb"
     restricted.write_bytes(snapshot_of(store).read_bytes())
-    publish_by_hand(
-        restricted, "alter table retrieval_store add column allowed_principals varchar[]"
-    )
+    publish_by_hand(restricted, UNFILTERED_MACRO)
     refused = store.rag_store("serve", "--port", "0", db=restricted, timeout=60)
     assert refused.returncode == 2
     (line,) = refused.stderr.strip().splitlines()
     assert "allowed_principals" in line and "refusing to serve it unfiltered" in line
+
+
+def test_access_control_applies_to_every_endpoint(server, keyed):
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    hr = auth | {"X-Rag-Principals": "bob, group:hr"}
+    other = auth | {"X-Rag-Principals": "bob"}
+    restricted = "hr/salary-bands"
+
+    def doc_ids(process, headers, **params):
+        response = process.get(f"/search?{query(**params)}", headers)
+        assert response.status == 200, response.body
+        return [hit["doc_id"] for hit in response.json()["results"]]
+
+    for mode in ("vector", "keyword", "hybrid"):
+        params = {"q": "zebracorn quokka salary bands", "k": 20, "mode": mode}
+        assert restricted not in doc_ids(server, {}, **params)  # no header: public only
+        assert restricted not in doc_ids(keyed, auth, **params)
+        assert restricted not in doc_ids(keyed, other, **params)
+        assert restricted in doc_ids(keyed, hr, **params)
+    assert doc_ids(keyed, hr, q="zebracorn", mode="keyword")[0] == restricted
+    assert doc_ids(server, {}, q="zebracorn", mode="keyword") == []
+    chunk = f"{restricted}:0"
+    for process, headers, status in ((server, {}, 404), (keyed, other, 404), (keyed, hr, 200)):
+        assert process.get(f"/document?doc_id={restricted}", headers).status == status
+        assert process.get(f"/similar?chunk_id={chunk}&k=3", headers).status == status
+    # neighbours of a public chunk never include the restricted one for an outsider
+    similar = server.get("/similar?chunk_id=kitchen/sourdough:0&k=20").json()["results"]
+    assert restricted not in {hit["doc_id"] for hit in similar}
+    # counts are of what the caller may read
+    public, allowed = keyed.get("/info", auth).json(), keyed.get("/info", hr).json()
+    assert allowed["documents"] == public["documents"] + 1
+    assert allowed["chunks"] > public["chunks"]
+    # the metadata filter, and the metadata on every hit
+    only_hr = doc_ids(
+        keyed, hr, q="salary", k=20, mode="keyword", metadata_contains='{"team":"hr"}'
+    )
+    assert only_hr == [restricted]
+    hit = keyed.get(f"/search?{query(q='zebracorn', mode='keyword')}", hr).json()["results"][0]
+    assert hit["metadata"] == {"team": "hr", "tags": ["pay"]}
+    bad = keyed.get(f"/search?{query(q='salary', metadata_contains='[1]')}", hr)
+    assert bad.status == 400 and "metadata filter" in bad.json()["error"]
 
 
 def test_a_model_other_than_the_stores_is_refused_at_start(store):
@@ -382,9 +454,7 @@ def metric(server: ServerProcess, name: str) -> float:
 
 def test_a_publish_that_cannot_be_served_keeps_the_previous_snapshot(store, server):
     before = metric(server, "rag_store_snapshot_swaps_total")
-    publish_by_hand(
-        snapshot_of(store), "alter table retrieval_store add column allowed_principals varchar[]"
-    )
+    publish_by_hand(snapshot_of(store), UNFILTERED_MACRO)
     deadline = time.monotonic() + 20
     while metric(server, "rag_store_snapshot_swap_failures_total") < 1:
         assert time.monotonic() < deadline, "the refused publish was not noticed"
@@ -466,7 +536,7 @@ def test_the_index_is_rebuilt_before_a_swap(store, server):
         assert time.monotonic() < deadline, "the publish was not picked up"
         time.sleep(0.1)
     info = server.get("/info").json()
-    assert info["vector_index"].startswith(f"memory: {info['chunks']} vectors")
+    assert info["vector_index"].startswith(f"memory: {info['chunks'] + 1} vectors")  # +hr
     for question in ("water", "keeping a sourdough starter alive"):
         body = server.get(f"/search?{query(q=question, k=20)}").json()
         assert body["results"] == cli_hits(store, question, "vector", 20)

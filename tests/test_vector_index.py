@@ -15,10 +15,10 @@ from datetime import datetime, timedelta
 import duckdb
 import numpy as np
 import pytest
+from hand_made_store import make_store as hand_made
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hand_made_store import make_store as hand_made
 from rag_store import search
 from rag_store.vector_index import (
     HYBRID_DEPTH,
@@ -35,10 +35,14 @@ TIMES = ("-infinity", "infinity", "2026-01-03T00:00:00", "2026-01-05T12:00:00")
 TEAMS = ("hr", "eng", "ops")
 # Who may read each document (None: public), and who asks.
 PRINCIPAL_SETS = (None, None, ["hr"], ["eng", "hr"], ["alice"], [])
-CALLERS = st.one_of(
-    st.none(), st.lists(st.sampled_from(("hr", "eng", "alice", "bob")), max_size=3)
+CALLERS = st.one_of(st.none(), st.lists(st.sampled_from(("hr", "eng", "alice", "bob")), max_size=3))
+METADATA_FILTERS = (
+    '{"team": "hr"}',
+    '{"n": 1}',
+    "{}",
+    '{"team": "zzz"}',
+    '{"team": "eng", "n": 2}',
 )
-METADATA_FILTERS = ('{"team": "hr"}', '{"n": 1}', "{}", '{"team": "zzz"}', '{"team": "eng", "n": 2}')
 SETTINGS = settings(
     derandomize=True,
     max_examples=20,
@@ -154,9 +158,7 @@ def stores(draw):
     ),
     principals=CALLERS,
 )
-def test_the_index_ranks_and_scores_as_search_vector(
-    store, k, query_kind, filter_args, principals
-):
+def test_the_index_ranks_and_scores_as_search_vector(store, k, query_kind, filter_args, principals):
     count, dimension, coarse, seed = store
     rng = np.random.default_rng(seed)
     vectors = vectors_with_ties(rng, count, dimension, coarse)

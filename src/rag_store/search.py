@@ -325,6 +325,22 @@ def document_chunks(
         raise SearchError(f"reading document {doc_id!r} failed: {exc}") from exc
 
 
+def readable_counts(
+    conn: duckdb.DuckDBPyConnection,
+    schema: str,
+    access: AccessControl | None = None,
+    principals=None,
+) -> tuple[int, int]:
+    """(chunks, documents) a caller with `principals` may read."""
+    access_args, access_params = (access or AccessControl()).arguments(principals)
+    (chunks, documents) = conn.execute(
+        f"select count(*), count(distinct doc_id) from \"{schema}\".filtered_store("
+        f"'%', '%', '%', '-infinity', 'infinity'{access_args})",
+        access_params,
+    ).fetchone()
+    return chunks, documents
+
+
 def _hits(rows) -> list[Hit]:
     return [
         Hit(rank, float(row[0]), *row[1:-1], metadata=metadata_object(row[-1]))
@@ -407,6 +423,4 @@ def search_text(
     principals: list[str] | None = None,
 ) -> list[Hit]:
     with open_store(db_path) as conn:
-        return search(
-            conn, Query(question, k, mode, model_ref, filters or Filters(), principals)
-        )
+        return search(conn, Query(question, k, mode, model_ref, filters or Filters(), principals))

@@ -242,8 +242,7 @@ class Store:
         # Whether any document is readable by some principals only.
         self.restricted_documents = self.access.restricted and bool(
             conn.execute(
-                f"select count(*) from retrieval_store where {search.PRINCIPALS_COLUMN} "
-                "is not null"
+                f"select count(*) from retrieval_store where {search.PRINCIPALS_COLUMN} is not null"
             ).fetchone()[0]
         )
         self.health_current = None
@@ -683,7 +682,9 @@ _FILTER_DESCRIPTIONS = {
     "source_uri_like": "only source_uris LIKE this pattern",
     "updated_after": "only documents updated at or after this ISO 8601 time",
     "updated_before": "only documents updated at or before this ISO 8601 time",
-    "metadata_contains": 'only documents whose metadata contains this JSON object, e.g. `{"team": "hr"}`',
+    "metadata_contains": (
+        'only documents whose metadata contains this JSON object, e.g. `{"team": "hr"}`'
+    ),
 }
 # One parameter per field of search.Filters, so the API has every filter search has.
 FILTER_PARAMS = tuple(
@@ -1089,9 +1090,17 @@ class Api:
     async def info(self, request):
         from starlette.responses import JSONResponse
 
-        self.principals(request)
+        principals = self.principals(request)
         async with self.retrieval.generation() as generation:
             store, embedder = generation.store, generation.embedder
+            chunks, documents = store.chunks, store.documents
+            if store.restricted_documents:
+                # What this caller may read, never how much it may not.
+                chunks, documents = await self.retrieval.run(
+                    lambda: search.readable_counts(
+                        store.cursor(), store.schema, store.access, principals
+                    )
+                )
             body = {
                 "snapshot": str(store.path),
                 "model_id": store.model_id,
@@ -1101,7 +1110,7 @@ class Api:
                 "published_at": store.published_at,
                 "snapshot_key": store.info.get("snapshot_key"),
                 "served_since": store.opened_at.isoformat(timespec="seconds"),
-                "access_control": store.access.restricted,
+                "access_control": store.restricted_documents,
                 "vector_index": store.index_note,
                 "modes": list(search.MODES),
                 "filters": [spec.name for spec in FILTER_PARAMS],
@@ -1112,9 +1121,7 @@ class Api:
                     "max_body_bytes": self.limits.max_body_bytes,
                 },
             }
-            # Counts would tell a restricted caller how much it cannot see.
-            if not store.restricted_documents:
-                body.update(chunks=store.chunks, documents=store.documents)
+            body.update(chunks=chunks, documents=documents)
         return JSONResponse(body)
 
     async def health(self, request):
