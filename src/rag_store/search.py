@@ -334,7 +334,7 @@ def readable_counts(
     """(chunks, documents) a caller with `principals` may read."""
     access_args, access_params = (access or AccessControl()).arguments(principals)
     (chunks, documents) = conn.execute(
-        f"select count(*), count(distinct doc_id) from \"{schema}\".filtered_store("
+        f'select count(*), count(distinct doc_id) from "{schema}".filtered_store('
         f"'%', '%', '%', '-infinity', 'infinity'{access_args})",
         access_params,
     ).fetchone()
