@@ -86,11 +86,13 @@ def blank_pdf(page_count: int) -> bytes:
     return buffer.getvalue()
 
 
-def encrypted(data: bytes, user_password: str, owner_password: str = "owner") -> bytes:
+def encrypted(
+    data: bytes, user_password: str, owner_password: str = "owner", algorithm: str = "RC4-128"
+) -> bytes:
     from pypdf import PdfReader, PdfWriter
 
     writer = PdfWriter(clone_from=PdfReader(io.BytesIO(data)))
-    writer.encrypt(user_password, owner_password, algorithm="RC4-128")
+    writer.encrypt(user_password, owner_password, algorithm=algorithm)
     buffer = io.BytesIO()
     writer.write(buffer)
     return buffer.getvalue()
@@ -343,11 +345,14 @@ def test_pdf_without_text_layer():
     assert result.detail == "PDF has 2 pages and no text layer"
 
 
-def test_pdf_encrypted_and_openable_with_empty_password():
+@pytest.mark.parametrize("algorithm", ["RC4-128", "AES-128", "AES-256"])
+def test_pdf_encrypted_and_openable_with_empty_password(algorithm):
     data = pdf_bytes(MANUAL_PAGES[:2])
-    assert_rejected(convert(encrypted(data, "secret"), "locked.pdf"), "encrypted")
-    # Only an owner password: readers open it without asking, so do we.
-    opened = convert(encrypted(data, ""), "owner-only.pdf")
+    locked = convert(encrypted(data, "secret", algorithm=algorithm), "locked.pdf")
+    assert_rejected(locked, "encrypted")
+    # Only an owner password: readers open it without asking, so do we (AES needs the
+    # cryptography package, a dependency).
+    opened = convert(encrypted(data, "", algorithm=algorithm), "owner-only.pdf")
     assert_clean(opened)
     assert "Calibrate the probe" in opened.markdown
 

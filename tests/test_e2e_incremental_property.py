@@ -25,6 +25,9 @@ EPOCH = datetime(2026, 1, 1)
 # The project's default (dbt_project.yml); the test passes it explicitly so it models the
 # same number it builds with.
 TOMBSTONE_FRACTION = 0.5
+# Each version's access list and metadata follow its edit marker, so histories also change a
+# document's principals and metadata (with and without a text change).
+ACCESS = (None, ["hr"], ["eng", "hr"], "ops")
 
 operation = st.tuples(
     st.sampled_from(["insert_or_update", "delete", "late", "duplicate"]),
@@ -71,7 +74,14 @@ def materialise(history) -> list[list[dict]]:
             clock += timedelta(hours=1)
             body = long_body(sections, f"Edit {marker}.")
             if kind == "insert_or_update":
-                row = document(doc_id, body, updated_at=iso(clock), _loaded_at=loaded_at)
+                row = document(
+                    doc_id,
+                    body,
+                    updated_at=iso(clock),
+                    _loaded_at=loaded_at,
+                    metadata={"edit": marker, "sections": sections},
+                    allowed_principals=ACCESS[marker],
+                )
                 current_update[doc_id] = clock
             elif kind == "delete":
                 row = document(
@@ -82,7 +92,11 @@ def materialise(history) -> list[list[dict]]:
                 # An older version than anything current, delivered now.
                 older = current_update.get(doc_id, clock) - timedelta(days=365, minutes=marker)
                 row = document(
-                    doc_id, body + " (stale)", updated_at=iso(older), _loaded_at=loaded_at
+                    doc_id,
+                    body + " (stale)",
+                    updated_at=iso(older),
+                    _loaded_at=loaded_at,
+                    allowed_principals=ACCESS[(marker + 1) % len(ACCESS)],
                 )
             else:  # duplicate: deliver an earlier row again, unchanged
                 if not delivered:

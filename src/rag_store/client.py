@@ -58,18 +58,21 @@ class RagStoreClient:
         **filters: str,
     ) -> list[Hit]:
         """Top-k chunks; `filters` are doc_id_like, title_like, source_uri_like,
-        updated_after and updated_before."""
+        updated_after, updated_before and metadata_contains (a dict, or JSON text)."""
         body = self.request(
             "POST",
             "/search",
-            body={"q": question, "k": k, "mode": mode, **filters},
+            body={"q": question, "k": k, "mode": mode, **_filter_values(filters)},
             principals=principals,
         )
         return [_hit(row) for row in body["results"]]
 
     def similar(self, chunk_id: str, k: int = 10, principals=None, **filters: str) -> list[Hit]:
         body = self.request(
-            "GET", "/similar", {"chunk_id": chunk_id, "k": k, **filters}, principals=principals
+            "GET",
+            "/similar",
+            {"chunk_id": chunk_id, "k": k, **_filter_values(filters)},
+            principals=principals,
         )
         return [_hit(row) for row in body["results"]]
 
@@ -118,6 +121,14 @@ def _error_message(exc: urllib.error.HTTPError) -> str:
         return exc.reason or "error"
 
 
+def _filter_values(filters: dict) -> dict:
+    """Filters as request parameters: a metadata_contains mapping as JSON text."""
+    values = dict(filters)
+    if isinstance(values.get("metadata_contains"), dict):
+        values["metadata_contains"] = json.dumps(values["metadata_contains"])
+    return values
+
+
 def _hit(row: dict) -> Hit:
     return Hit(
         rank=row["rank"],
@@ -128,4 +139,8 @@ def _hit(row: dict) -> Hit:
         heading_path=row["heading_path"],
         chunk_text=row["chunk_text"],
         source_uri=row.get("source_uri"),
+        page_start=row.get("page_start"),
+        page_end=row.get("page_end"),
+        page_kind=row.get("page_kind"),
+        metadata=row.get("metadata") or {},
     )

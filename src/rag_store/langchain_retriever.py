@@ -30,7 +30,8 @@ class RagStoreRetriever(BaseRetriever):
     api_key: str | None = None
     k: int = 4
     mode: str = "vector"
-    # Metadata filters: doc_id_like, title_like, source_uri_like, updated_after/_before.
+    # Filters: doc_id_like, title_like, source_uri_like, updated_after/_before and
+    # metadata_contains (a dict, or JSON text).
     filters: dict[str, str] = Field(default_factory=dict)
     # The end user's principals (sent behind the API key), for stores with access control.
     principals: list[str] | None = None
@@ -60,6 +61,8 @@ class RagStoreRetriever(BaseRetriever):
                     "title": hit.title,
                     "heading_path": hit.heading_path,
                     "source_uri": hit.source_uri,
+                    "pages": hit.pages,
+                    "document_metadata": hit.metadata,
                     "score": hit.score,
                     "rank": hit.rank,
                 },

@@ -741,6 +741,8 @@ def _parse_value(spec: Param, raw, limits: Limits):
         if not 1 <= value <= limits.max_k:
             raise ApiError(400, f"{name} must be between 1 and {limits.max_k}, got {value}")
         return value
+    if name == "metadata_contains" and isinstance(raw, dict):  # a JSON body's object
+        raw = json.dumps(raw)
     if not isinstance(raw, str):
         raise ApiError(400, f"{name} must be a string")
     if spec.kind == "enum":
