@@ -55,12 +55,16 @@
 
 {#- The column of the relation for each document field: var document_relation_columns over
     the defaults (a field mapped to null or '' is absent). doc_id, body and updated_at are
-    required. metadata may also be a list of columns, each kept under its own name. -#}
+    required, except body for a relation whose rows carry a file (file_path: a local file's
+    path; file_bytes: a BLOB column, file_name its name for the format), converted like a
+    document_dir file when the row's body is empty. metadata may also be a list of columns,
+    each kept under its own name. -#}
 {% macro document_relation_columns() -%}
 {%- set columns = {
     'doc_id': 'doc_id', 'title': 'title', 'body': 'body', 'updated_at': 'updated_at',
     'source_uri': none, 'is_deleted': none, 'loaded_at': none,
-    'metadata': none, 'allowed_principals': none} -%}
+    'metadata': none, 'allowed_principals': none,
+    'file_path': none, 'file_bytes': none, 'file_name': none} -%}
 {%- set given = var('document_relation_columns') or {} -%}
 {%- for field, column in given.items() -%}
     {%- if field not in columns -%}
@@ -75,7 +79,8 @@
     {%- endif -%}
     {%- do columns.update({field: column if column else none}) -%}
 {%- endfor -%}
-{%- for field in ['doc_id', 'body', 'updated_at'] if not columns[field] -%}
+{%- set required = ['doc_id', 'updated_at'] + ([] if columns['file_path'] or columns['file_bytes'] else ['body']) -%}
+{%- for field in required if not columns[field] -%}
     {{ exceptions.raise_compiler_error(
         "rag-store: var document_relation_columns must map " ~ field ~ " to a column") }}
 {%- endfor -%}
@@ -128,6 +133,17 @@
         {{ rag_store.relation_text(columns, 'is_deleted') if columns['is_deleted'] else "'false'" }} as is_deleted,
         {{ rag_store.relation_json(columns, 'metadata') }} as metadata,
         {{ rag_store.relation_json(columns, 'allowed_principals') }} as allowed_principals,
+        {{ rag_store.relation_text(columns, 'file_path') }} as _file_path,
+        {% if columns['file_bytes'] -%}
+            try_cast(source_rows.{{ adapter.quote(columns['file_bytes']) }} as blob)
+        {%- else -%}
+            null::blob
+        {%- endif %} as _file_bytes,
+        coalesce(
+            {{ rag_store.relation_text(columns, 'file_name') }},
+            {{ rag_store.relation_text(columns, 'file_path') }},
+            {{ rag_store.relation_text(columns, 'doc_id') }}
+        ) as _file_name,
         {% if columns['loaded_at'] -%}
             try_cast(source_rows.{{ adapter.quote(columns['loaded_at']) }} as timestamp)
         {%- else -%}

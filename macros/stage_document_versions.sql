@@ -28,11 +28,13 @@ delivered as (
 
 source as (
     select * from delivered
-    -- metadata and allowed_principals are optional columns of a source
+    -- optional columns of a source: metadata, access, pages (of a converted file)
     union all by name
     select
         null::varchar as metadata,
-        null::varchar as allowed_principals
+        null::varchar as allowed_principals,
+        null::integer [] as _pages,
+        null::varchar as _page_kind
     where false
     {%- if must_deliver %}
         union all by name
@@ -73,14 +75,9 @@ cleaned as (
         try(json(allowed_principals)) as principals_json,
         allowed_principals is not null and try(json(allowed_principals)) is null
             as has_unparseable_principals,
-        {#- Where each page or slide starts in the body (converted directory files only). #}
-        {% if source_kind == 'directory' and source_relation is not none -%}
-            _pages as pages,
-            _page_kind as page_kind
-        {%- else -%}
-            null::integer [] as pages,
-            null::varchar as page_kind
-        {%- endif %}
+        {#- Where each page or slide starts in the body (converted files only). #}
+        _pages as pages,
+        _page_kind as page_kind
     from source
 ),
 

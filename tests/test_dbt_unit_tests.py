@@ -22,6 +22,7 @@ UNIT_TESTS = {
     "stg_docs__reject_ladder",
     "stg_docs__cleaning",
     "stg_docs__whitespace_only_body_is_empty",
+    "stg_docs__metadata_and_principals",
     "stg_docs__directory_files",
     "int_documents__latest_full_build",
     "int_documents__latest_incremental",

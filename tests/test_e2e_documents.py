@@ -158,3 +158,88 @@ def test_office_documents_are_chunked_with_pages_and_bad_files_rejected(dbt_proj
     after = dbt_project.query(conversions)
     assert len(set(after) - set(before)) == 1
     assert page_of(dbt_project, "manual.pdf", "pH 4") == (2, 2, "page")
+
+
+def test_relation_rows_carrying_a_file_path_or_its_bytes_are_converted(dbt_project):
+    files = dbt_project.root / "attachments"
+    files.mkdir()
+    # Pages of ~30 tokens under a 40-token chunk budget: no chunk can hold two pages.
+    write_pdf(
+        files / "manual.pdf",
+        [
+            "Unpacking the probe\nThe TW-400 probe ships in a padded case with a spare cap,"
+            "\na cable, a quick guide and a bottle of storage solution.",
+            "Calibrating the probe\nRinse the probe with clean water, then dip it in the"
+            "\npH 7 buffer first and wait until the reading settles.",
+        ],
+    )
+    write_docx(files / "policy.docx")
+    rows = [
+        ("manual", str(files / "manual.pdf")),
+        ("policy", str(files / "policy.docx")),
+        ("gone", str(files / "missing.pdf")),
+    ]
+    values = ", ".join(f"('{doc_id}', '{path}', '2026-05-01T00:00:00Z')" for doc_id, path in rows)
+    dbt_project.vars = {
+        **HASH_EMBEDDER,
+        "golden_min_recall": 0,
+        "document_feed": "",
+        "document_relation": {
+            "table": f"(select * from (values {values}) as t(id, path, changed))"
+        },
+        "document_relation_columns": {
+            "doc_id": "id",
+            "title": None,
+            "body": None,
+            "updated_at": "changed",
+            "file_path": "path",
+        },
+        "max_chunk_tokens": 40,
+        "chunk_overlap_tokens": 0,
+    }
+    dbt_project.build()
+    assert page_of(dbt_project, "manual", "pH 7 buffer") == (2, 2, "page")
+    assert dbt_project.query(
+        "select heading_path from retrieval_store where doc_id = 'policy' "
+        "and chunk_text like '%Trains%'"
+    ) == [("Expense policy › Travel",)]
+    assert dbt_project.query("select doc_id, reject_reason from documents_rejected") == [
+        ("gone", "file_not_found")
+    ]
+    conversions = "select content_key, converted_at from stg_docs__document_conversions order by 1"
+    before = dbt_project.query(conversions)
+    assert dbt_project.build().embedded == 0
+    assert dbt_project.query(conversions) == before  # a no-op converts nothing
+    write_pdf(
+        files / "manual.pdf",
+        [
+            "Unpacking the probe\nThe probe now ships in a plain cardboard box with a cap,"
+            "\na cable and a printed guide for the first calibration.",
+            "Calibrating the probe\nRinse the probe with clean water, then dip it in the"
+            "\npH 4 buffer first and wait until the reading settles.",
+        ],
+    )
+    dbt_project.build()
+    assert len(set(dbt_project.query(conversions)) - set(before)) == 1
+    assert page_of(dbt_project, "manual", "pH 4") == (2, 2, "page")
+
+    # The same files as bytes in a BLOB column, named by another column.
+    dbt_project.vars["document_relation"] = {
+        "table": f"(select * from read_blob('{files}/*'))",
+    }
+    dbt_project.vars["document_relation_columns"] = {
+        "doc_id": "filename",
+        "title": None,
+        "body": None,
+        "updated_at": "last_modified",
+        "file_bytes": "content",
+        "file_name": "filename",
+    }
+    dbt_project.vars["max_delete_fraction"] = 1
+    dbt_project.build()
+    by_bytes = dict(
+        dbt_project.query(
+            "select regexp_extract(doc_id, '[^/]*$'), max(page_end) from retrieval_store group by 1"
+        )
+    )
+    assert by_bytes == {"manual.pdf": 2, "policy.docx": None}

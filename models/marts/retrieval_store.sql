@@ -85,7 +85,7 @@ embedded_chunks as (
         current_chunks.source_uri::varchar as source_uri,
         current_chunks.doc_updated_at::timestamp as doc_updated_at,
         coalesce(current_chunks.metadata, '{}')::json as metadata,
-        current_chunks.allowed_principals::varchar [] as allowed_principals,
+        current_chunks.allowed_principals::varchar[] as allowed_principals,
         current_chunks.chunk_hash::varchar as chunk_hash,
         active_embeddings.model_id::varchar as model_id,
         active_embeddings.embedded_at::timestamp as embedded_at,

@@ -1476,6 +1476,30 @@ def converter_version() -> str:
     return CONVERTER_VERSION
 
 
+# Why a file a relation row points at could not be read (before any conversion).
+READ_ERRORS = ("file_not_found", "unreadable_file", "too_large")
+
+
+def read_file(path: str, limits: Limits = DEFAULT_LIMITS) -> tuple[bytes | None, str | None]:
+    """(content, None) for a regular file within `limits.max_bytes`, else (None, one of
+    READ_ERRORS); never raises for a bad path."""
+    try:
+        size = os.stat(path).st_size
+        if not os.path.isfile(path):
+            return None, "file_not_found"
+        if size > limits.max_bytes:
+            return None, "too_large"
+        with open(path, "rb") as handle:
+            content = handle.read(limits.max_bytes + 1)
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return None, "file_not_found"
+    except OSError:
+        return None, "unreadable_file"
+    if len(content) > limits.max_bytes:
+        return None, "too_large"
+    return content, None
+
+
 def conversion_json(conversion: Conversion) -> str:
     """The Conversion as one JSON object (metadata included)."""
     return json.dumps(conversion.as_dict(), ensure_ascii=False, sort_keys=True)

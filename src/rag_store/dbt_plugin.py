@@ -119,6 +119,23 @@ def _convert_files(contents: pa.Array, filenames: pa.Array) -> pa.Array:
     return pa.StructArray.from_arrays(list(columns.values()), names=list(columns))
 
 
+# One file as `rag_read_file` returns it: its bytes, or why they could not be read.
+READ_FILE_TYPE = duckdb.struct_type({"content": "BLOB", "error": "VARCHAR"})
+
+
+def _read_files(paths: pa.Array) -> pa.Array:
+    from rag_store.converters import read_file
+
+    results = [read_file(path) for path in paths.to_pylist()]
+    return pa.StructArray.from_arrays(
+        [
+            pa.array([content for content, _ in results], pa.binary()),
+            pa.array([error for _, error in results], pa.string()),
+        ],
+        names=["content", "error"],
+    )
+
+
 VARCHAR, INTEGER, BOOLEAN = "VARCHAR", "INTEGER", "BOOLEAN"
 CHUNKER_ARGS = (VARCHAR, INTEGER, INTEGER, BOOLEAN)  # model_ref, budget, overlap, header
 
@@ -177,6 +194,15 @@ UDFS: tuple[Udf, ...] = (
     # rag_convert(content, filename) -> CONVERSION_TYPE: a file's bytes as Markdown, or a reject
     Udf("rag_convert", _convert_files, ("BLOB", VARCHAR), CONVERSION_TYPE, kind="arrow"),
     Udf("rag_converter_version", "rag_store.converters:converter_version", (), VARCHAR),
+    # rag_read_file(path) -> READ_FILE_TYPE: a local file's bytes for conversion, or why not
+    Udf(
+        "rag_read_file",
+        _read_files,
+        (VARCHAR,),
+        READ_FILE_TYPE,
+        kind="arrow",
+        side_effects=True,
+    ),
 )
 
 

@@ -12,10 +12,14 @@ list_transform(
     )
 );
 
+-- The conversion cache's key of a file: the SHA-256 of its bytes and its lower-case extension.
+create or replace macro file_content_key(content, filename) as
+sha256(content) || ':' || lower(regexp_extract(filename, '\.([^./]+)$', 1));
+
 -- Whether a Markdown or text file's content opens with YAML front matter: such a file goes
 -- through the conversion cache too, which moves the front matter into metadata.
 create or replace macro has_front_matter(content) as
-    coalesce(regexp_matches(try(decode(content)), '^---[ \t]*\r?\n'), false);
+coalesce(regexp_matches(try(decode(content)), '^---[ \t]*\r?\n'), false);
 
 -- Every file under `directory` that rag_store.converters turns into Markdown (PDF, Word,
 -- PowerPoint, HTML, e-mail, Excel, reStructuredText, CSV, and Markdown or text with front
@@ -29,28 +33,30 @@ create or replace macro read_document_dir_content(directory) as table
             filename,
             content,
             last_modified
-        from read_blob(
-            case
-                when trim(directory) = ''
-                    then error('read_document_dir: the directory argument is empty')
-                else document_dir_patterns(
-                    directory,
-                    ['pdf', 'docx', 'pptx', 'html', 'htm', 'eml', 'xlsx', 'rst', 'csv']
-                )
-            end
-        )
+        from
+            read_blob(
+                case
+                    when trim(directory) = ''
+                        then error('read_document_dir: the directory argument is empty')
+                    else document_dir_patterns(
+                        directory,
+                        ['pdf', 'docx', 'pptx', 'html', 'htm', 'eml', 'xlsx', 'rst', 'csv']
+                    )
+                end
+            )
         union all
         select
             filename,
             content,
             last_modified
-        from read_blob(
-            case
-                when trim(directory) = ''
-                    then error('read_document_dir: the directory argument is empty')
-                else document_dir_patterns(directory, ['md', 'markdown', 'txt'])
-            end
-        )
+        from
+            read_blob(
+                case
+                    when trim(directory) = ''
+                        then error('read_document_dir: the directory argument is empty')
+                    else document_dir_patterns(directory, ['md', 'markdown', 'txt'])
+                end
+            )
         where has_front_matter(content)
     )
 
@@ -58,7 +64,7 @@ create or replace macro read_document_dir_content(directory) as table
         filename as source_file,
         content as file_bytes,
         last_modified,
-        sha256(content) || ':' || lower(regexp_extract(filename, '\.([^./]+)$', 1)) as content_key
+        file_content_key(content, filename) as content_key
     from converted_formats;
 
 -- Every file under `directory`, one row each. A .md / .markdown / .txt file (any letter case)
@@ -82,13 +88,14 @@ create or replace macro read_document_dir(directory) as table
             filename as source_file,
             try(decode(content)) as file_text,
             last_modified
-        from read_blob(
-            case
-                when trim(directory) = ''
-                    then error('read_document_dir: the directory argument is empty')
-                else document_dir_patterns(directory, ['md', 'markdown', 'txt'])
-            end
-        )
+        from
+            read_blob(
+                case
+                    when trim(directory) = ''
+                        then error('read_document_dir: the directory argument is empty')
+                    else document_dir_patterns(directory, ['md', 'markdown', 'txt'])
+                end
+            )
         where not has_front_matter(content)
     ),
 

@@ -13,12 +13,12 @@
 
 -- Whether a caller with `principals` may read a document with `allowed_principals`.
 create or replace macro $schema.may_read(allowed_principals, principals) as
-    allowed_principals is null
-    or (
-        principals is null
-        and not (select embedder.acl_deny_by_default from $embedder as embedder)
-    )
-    or coalesce(list_has_any(allowed_principals, principals::varchar[]), false);
+allowed_principals is null
+or (
+    principals is null
+    and not (select embedder.acl_deny_by_default from $embedder as embedder)
+)
+or coalesce(list_has_any(allowed_principals, principals::varchar[]), false);
 
 -- The store's searchable columns, narrowed by the metadata filters every search accepts.
 create or replace macro $schema.filtered_store(
@@ -160,18 +160,20 @@ create or replace macro $schema.search_keyword(
         where not $schema.may_read(store.allowed_principals, principals)
     ),
 
+    hidden as (
+        select
+            count(*) as chunks,
+            coalesce(sum(unreadable.len), 0) as tokens
+        from unreadable
+    ),
+
     collection as (
         select
             stats.num_docs - hidden.chunks as num_docs,
             (stats.num_docs * stats.avgdl - hidden.tokens)
             / nullif(stats.num_docs - hidden.chunks, 0) as avgdl
         from $fts_schema.stats as stats
-        cross join (
-            select
-                count(*) as chunks,
-                coalesce(sum(unreadable.len), 0) as tokens
-            from unreadable
-        ) as hidden
+        cross join hidden
     ),
 
     readable_postings as (
@@ -209,10 +211,11 @@ create or replace macro $schema.search_keyword(
     select
         candidates.* exclude (embedding),
         scores.score
-    from $schema.filtered_store(
-        doc_id_like, title_like, source_uri_like, updated_after, updated_before,
-        metadata_contains := metadata_contains, principals := principals
-    ) as candidates
+    from
+        $schema.filtered_store(
+            doc_id_like, title_like, source_uri_like, updated_after, updated_before,
+            metadata_contains := metadata_contains, principals := principals
+        ) as candidates
     inner join scores on candidates.chunk_id = scores.chunk_id
     order by scores.score desc, candidates.chunk_id asc
     limit k;
