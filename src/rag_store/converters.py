@@ -16,7 +16,7 @@ Per format (the parsing libraries are imported on first use):
 
 | extension | library | Markdown |
 |---|---|---|
-| .pdf | pypdf | text layer per page; running headers/footers dropped; large type as headings |
+| .pdf | pypdf | text per page; running headers/footers dropped; big type as headings, tables |
 | .docx | python-docx | Title/Heading 1-6 styles as headings, list paragraphs as lists, tables |
 | .pptx | python-pptx | one `## title` section per slide (text, tables, speaker notes) |
 | .html/.htm | BeautifulSoup (lxml) | h1-h6, lists, tables, code; page chrome dropped |
@@ -53,7 +53,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import PurePath
 from typing import Any
 
-CONVERTER_VERSION = "1"  # bump when output changes; part of the conversion cache key
+CONVERTER_VERSION = "2"  # bump when output changes; part of the conversion cache key
 
 TEXT_EXTENSIONS = frozenset({".md", ".markdown", ".txt"})
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(
@@ -1044,9 +1044,15 @@ def remove_running_lines(
     return cleaned
 
 
+class _TableBlock(str):
+    """A Markdown table found on a PDF page: passed through unescaped."""
+
+
 def _pdf_page_lines(page: Any, sizes: Counter[float], fragments: dict[str, float]) -> list[str]:
-    """The page's text lines; `sizes` counts characters per font size, `fragments` maps each
-    line-sized piece of text to the largest size it was set in."""
+    """The page's text lines, a table found on it as one _TableBlock; `sizes` counts
+    characters per font size, `fragments` maps each line-sized piece of text to the largest
+    size it was set in."""
+    pieces: list[tuple[float, float, float, str]] = []
 
     def visit(text: str, cm: Any, tm: Any, font: Any, font_size: float) -> None:
         try:
@@ -1055,6 +1061,8 @@ def _pdf_page_lines(page: Any, sizes: Counter[float], fragments: dict[str, float
             c = tm[2] * cm[0] + tm[3] * cm[2]
             d = tm[2] * cm[1] + tm[3] * cm[3]
             size = round(abs(font_size) * math.sqrt(abs(a * d - b * c)), 1)
+            x = tm[4] * cm[0] + tm[5] * cm[2] + cm[4]
+            y = tm[4] * cm[1] + tm[5] * cm[3] + cm[5]
         except (TypeError, IndexError):
             return
         stripped = _inline(text)
@@ -1062,9 +1070,72 @@ def _pdf_page_lines(page: Any, sizes: Counter[float], fragments: dict[str, float
             sizes[size] += len(stripped)
             if len(stripped) <= 200:
                 fragments[stripped] = max(size, fragments.get(stripped, 0.0))
+            if "\n" not in text.strip():
+                pieces.append((float(x), float(y), size, stripped))
 
     text = page.extract_text(visitor_text=visit) or ""
-    return [line.strip() for line in _clean(text).split("\n") if line.strip()]
+    lines = [line.strip() for line in _clean(text).split("\n") if line.strip()]
+    return _with_tables(lines, _pdf_tables(pieces))
+
+
+def _pdf_tables(pieces: list[tuple[float, float, float, str]]) -> list[list[list[str]]]:
+    """Tables among a page's text pieces (x, y, font size, text, in drawing order): runs of
+    two or more consecutive rows — pieces on one baseline, split into cells where the gap to
+    the previous piece is wider than a space could be — with the same number (two or more)
+    of cells and the first cell in the same column."""
+    rows: list[dict] = []
+    for x, y, size, text in pieces:
+        width = len(text) * size * 0.5  # generous: a false gap is worse than a missed one
+        row = rows[-1] if rows else None
+        if row is not None and abs(row["y"] - y) <= max(1.0, 0.2 * size) and x >= row["x"]:
+            if x - row["end"] >= 0.6 * size:
+                row["cells"].append(text)
+            else:
+                row["cells"][-1] += " " + text
+            row["end"] = max(row["end"], x + width)
+        else:
+            rows.append({"x": x, "y": y, "size": size, "end": x + width, "cells": [text]})
+    tables: list[list[list[str]]] = []
+    run: list[dict] = []
+    for row in [*rows, None]:
+        fits = (
+            row is not None
+            and len(row["cells"]) >= 2
+            and (
+                not run
+                or (
+                    len(row["cells"]) == len(run[0]["cells"])
+                    and row["y"] < run[-1]["y"]
+                    and abs(row["x"] - run[0]["x"]) <= 2 * row["size"]
+                )
+            )
+        )
+        if fits:
+            run.append(row)
+            continue
+        if len(run) >= 2:
+            tables.append([found["cells"] for found in run])
+        run = [row] if row is not None and len(row["cells"]) >= 2 else []
+    return tables
+
+
+def _with_tables(lines: list[str], tables: list[list[list[str]]]) -> list[str]:
+    """`lines` with each table's lines (one per cell, or one per row) replaced by the table."""
+    for table in tables:
+        for wanted in ([cell for row in table for cell in row], [" ".join(row) for row in table]):
+            keys = [_inline(part) for part in wanted]
+            found = next(
+                (
+                    start
+                    for start in range(len(lines) - len(keys) + 1)
+                    if [_inline(line) for line in lines[start : start + len(keys)]] == keys
+                ),
+                None,
+            )
+            if found is not None:
+                lines[found : found + len(keys)] = [_TableBlock(markdown_table(table))]
+                break
+    return lines
 
 
 def _pdf_headings(sizes: Counter[float], fragments: dict[str, float]) -> dict[str, int]:
@@ -1125,6 +1196,9 @@ def _convert_pdf(data: bytes, limits: Limits) -> Conversion:
     for lines in remove_running_lines(page_lines, frozenset(headings)):
         out = []
         for line in lines:
+            if isinstance(line, _TableBlock):
+                out.append(f"\n{line}\n")
+                continue
             level = headings.get(_inline(line))
             out.append(_heading(level, line) if level else _escape_line(line))
         paged.add("\n".join(out))
