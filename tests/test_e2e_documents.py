@@ -7,6 +7,8 @@ file and which files are converted, not about vector quality."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import HASH_EMBEDDER
 
@@ -243,3 +245,102 @@ def test_relation_rows_carrying_a_file_path_or_its_bytes_are_converted(dbt_proje
         )
     )
     assert by_bytes == {"manual.pdf": 2, "policy.docx": None}
+
+
+def write_handbook_pdf(path) -> None:
+    """Three pages under a running header and footer: headings in large type, a price table
+    drawn cell by cell on page 2."""
+    from reportlab.pdfgen import canvas
+
+    pages = [
+        ("Unpacking the probe", ["The TW-400 probe ships in a padded case with a spare cap."]),
+        ("Prices", ["Replacement parts are ordered from the lab office."]),
+        (
+            "Storing the probe",
+            ["Keep the probe tip wet in storage solution.", "Never let it dry out."],
+        ),
+    ]
+    pdf = canvas.Canvas(str(path))
+    for number, (heading, lines) in enumerate(pages, start=1):
+        pdf.setFont("Helvetica", 8)
+        pdf.drawString(72, 810, "ACME Water Lab handbook")
+        pdf.setFont("Helvetica-Bold", 18)
+        pdf.drawString(72, 760, heading)
+        pdf.setFont("Helvetica", 11)
+        y = 730
+        for line in lines:
+            pdf.drawString(72, y, line)
+            y -= 18
+        if number == 2:
+            rows = [["Part", "Price"], ["Spare cap", "12 EUR"], ["pH 7 buffer bottle", "9 EUR"]]
+            for row_number, row in enumerate(rows):
+                for column, cell in enumerate(row):
+                    pdf.drawString(72 + 180 * column, y - 18 * row_number, cell)
+        pdf.setFont("Helvetica", 8)
+        pdf.drawString(72, 30, f"Page {number} of {len(pages)}")
+        pdf.showPage()
+    pdf.save()
+
+
+def write_recall_eml(path) -> None:
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"] = "quality@acme.example"
+    message["To"] = "all@acme.example"
+    message["Subject"] = "Recall of sensor batch 7781"
+    message["Date"] = "Mon, 02 Nov 2026 09:00:00 +0000"
+    message.set_content(
+        "Sensor batch 7781 is recalled because its membranes crack in cold water. "
+        "Return every sensor of that batch to the warehouse."
+    )
+    message.add_attachment(
+        b"%PDF-1.4 recall form", maintype="application", subtype="pdf", filename="recall-form.pdf"
+    )
+    path.write_bytes(bytes(message))
+
+
+def test_questions_are_answered_from_the_right_page_or_slide(dbt_project):
+    """The real embedder: questions in plain words find the page, slide or message that
+    answers them, and the CLI cites it."""
+    from pypdf import PdfWriter
+
+    docs = dbt_project.root / "docs"
+    docs.mkdir()
+    write_handbook_pdf(docs / "handbook.pdf")
+    write_pptx(docs / "review.pptx")
+    write_recall_eml(docs / "recall.eml")
+    locked = PdfWriter(clone_from=str(docs / "handbook.pdf"))
+    locked.encrypt("secret", "owner", algorithm="AES-256")
+    locked.write(str(docs / "locked.pdf"))
+    dbt_project.vars = {"golden_min_recall": 0, "document_feed": "", "document_dir": str(docs)}
+    dbt_project.build()
+
+    def top(question: str) -> dict:
+        completed = dbt_project.rag_store("search", question, "--k", "1", "--json")
+        assert completed.returncode == 0, completed.stderr
+        return json.loads(completed.stdout)["hits"][0]
+
+    storing = top("how do I keep the probe from drying out between uses?")
+    assert (storing["doc_id"], storing["page_start"]) == ("handbook.pdf", 3)
+    price = top("what does a spare cap cost?")
+    assert (price["doc_id"], price["page_start"]) == ("handbook.pdf", 2)
+    assert "| Spare cap | 12 EUR |" in price["chunk_text"]
+    hiring = top("how many engineers will we hire?")
+    assert (hiring["doc_id"], hiring["page_kind"], hiring["page_start"]) == (
+        "review.pptx",
+        "slide",
+        2,
+    )
+    recall = top("which sensor batch was recalled and why?")
+    assert recall["doc_id"] == "recall.eml"
+    assert recall["metadata"]["attachments"] == ["recall-form.pdf"]
+    cited = dbt_project.rag_store("search", "how many engineers will we hire?", "--k", "1")
+    assert "review.pptx slide 2" in cited.stdout
+    assert dbt_project.query("select doc_id, reject_reason from documents_rejected") == [
+        ("locked.pdf", "encrypted")
+    ]
+    running = dbt_project.query(
+        "select count(*) from retrieval_store where chunk_text like '%ACME Water Lab handbook%'"
+    )
+    assert running == [(0,)]
