@@ -58,7 +58,7 @@ def build_snapshot(workdir: Path, size: int, seed: int, model: str) -> Path:
     template = workdir / f"template-{size}"
     if not template.exists():
         template.mkdir(parents=True)
-        write_export(template, size, seed)
+        write_export(template, size, seed, restricted=False)  # as the earlier figures
         info = embedder_info(model)
         pq.write_table(
             pa.table(
@@ -66,6 +66,7 @@ def build_snapshot(workdir: Path, size: int, seed: int, model: str) -> Path:
                     "model_id": [info.model_id],
                     "model_reference": [model],
                     "dimension": pa.array([DIMENSION], pa.int32()),
+                    "acl_deny_by_default": [False],
                 }
             ),
             template / "store_info.parquet",

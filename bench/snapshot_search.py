@@ -1,4 +1,5 @@
-"""Vector search latency through the published snapshot, the way `rag-store search` runs it.
+"""Vector and keyword search latency through the published snapshot, the way `rag-store
+search` runs it, with and without access control.
 
 search_latency.py times bare SQL expressions over a three-column table. This script times
 the product path instead: a snapshot written by `rag_store.snapshot.publish_export` (the
@@ -7,8 +8,12 @@ queried with `rag_store.search.vector_search` (the `search_vector` macro with it
 model check, metadata filters and text columns, results fetched into Python).
 
 The store is synthetic: N chunks of ~40 words each, ten per document, with L2-normalised
-random 384-d vectors (exact search reads every vector whatever their values). The query
-vector is given, so the figures exclude embedding the question (see embed_throughput.py).
+random 384-d vectors (exact search reads every vector whatever their values); one document
+in five is readable only by one of ten groups (`allowed_principals`), every document has a
+`team` in its metadata. The query vector is given, so the figures exclude embedding the
+question (see embed_throughput.py). Keyword search is also timed the way the keyword macro
+ran before access control (DuckDB's match_bm25 over the whole store's statistics), for
+comparison.
 
     .venv/bin/python bench/snapshot_search.py                       # 10k and 100k chunks
     .venv/bin/python bench/snapshot_search.py --sizes 1000000 --queries 20
@@ -28,10 +33,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rag_store.search import Filters, vector_search
+from rag_store.search import AccessControl, Filters, call_search_macro, vector_search
 from rag_store.snapshot import publish_export
 
 DIMENSION = 384
+TEAMS = ("finance", "people", "platform", "sales")
+KEYWORD_QUESTION = "rotate the security key after an incident"
+ACCESS = AccessControl(restricted=True, macros_take_principals=True)
 MODEL_ID = "synthetic/d384/l2/w256"
 WORDS = [
     "invoice",
@@ -88,8 +96,11 @@ def unit_vectors(rng: np.random.Generator, count: int) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def write_export(export: Path, size: int, seed: int, batch: int = 100_000) -> None:
-    """retrieval_store.parquet (the contract's columns) and store_info.parquet."""
+def write_export(
+    export: Path, size: int, seed: int, batch: int = 100_000, restricted: bool = True
+) -> None:
+    """retrieval_store.parquet (the contract's columns) and store_info.parquet; with
+    `restricted`, one document in five readable by one group only."""
     rng = np.random.default_rng(seed)
     vector_type = pa.list_(pa.float32(), DIMENSION)
     writer = None
@@ -119,6 +130,14 @@ def write_export(export: Path, size: int, seed: int, batch: int = 100_000) -> No
                     "page_start": pa.nulls(count, pa.int32()),
                     "page_end": pa.nulls(count, pa.int32()),
                     "page_kind": pa.nulls(count, pa.string()),
+                    "metadata": [f'{{"team": "{TEAMS[i // 10 % len(TEAMS)]}"}}' for i in index],
+                    "allowed_principals": pa.array(
+                        [
+                            [f"group:g{i // 50 % 10}"] if restricted and i // 10 % 5 == 0 else None
+                            for i in index
+                        ],
+                        pa.list_(pa.string()),
+                    ),
                     "chunk_hash": [f"{i:064x}" for i in index],
                     "model_id": [MODEL_ID] * count,
                     "embedded_at": pa.array(
@@ -140,6 +159,7 @@ def write_export(export: Path, size: int, seed: int, batch: int = 100_000) -> No
             "model_id": [MODEL_ID],
             "model_reference": ["synthetic"],
             "dimension": pa.array([DIMENSION], pa.int32()),
+            "acl_deny_by_default": [False],
         }
     )
     pq.write_table(info, export / "store_info.parquet")
@@ -161,6 +181,52 @@ def time_queries(conn, queries: np.ndarray, warmup: int, filters: Filters) -> li
         if number >= warmup:
             timings.append(elapsed)
     return timings
+
+
+def time_keyword(conn, runs: int, warmup: int, principals, filters: Filters) -> list[float]:
+    timings = []
+    for number in range(warmup + runs):
+        started = time.perf_counter()
+        hits = call_search_macro(
+            conn,
+            "keyword",
+            10,
+            query_text=KEYWORD_QUESTION,
+            filters=filters,
+            schema="main",
+            access=ACCESS,
+            principals=principals,
+        )
+        elapsed = (time.perf_counter() - started) * 1000
+        if not hits:
+            raise RuntimeError("expected keyword hits")
+        if number >= warmup:
+            timings.append(elapsed)
+    return timings
+
+
+def time_match_bm25(conn, runs: int, warmup: int) -> list[float]:
+    """The keyword search as the macro ran it before access control: match_bm25 (whole-store
+    statistics) per candidate row."""
+    sql = (
+        "select chunk_id, score from (select chunk_id, "
+        "fts_main_retrieval_store.match_bm25(chunk_id, $q) as score from retrieval_store) "
+        "where score is not null order by score desc, chunk_id limit 10"
+    )
+    timings = []
+    for number in range(warmup + runs):
+        started = time.perf_counter()
+        rows = conn.execute(sql, {"q": KEYWORD_QUESTION}).fetchall()
+        elapsed = (time.perf_counter() - started) * 1000
+        if not rows:
+            raise RuntimeError("expected match_bm25 hits")
+        if number >= warmup:
+            timings.append(elapsed)
+    return timings
+
+
+def summary(timings: list[float]) -> dict:
+    return {"p50_ms": statistics.median(timings), "p95_ms": percentile(timings, 0.95)}
 
 
 def measure(size: int, args, workdir: Path) -> dict:
@@ -188,12 +254,45 @@ def measure(size: int, args, workdir: Path) -> dict:
             ("doc_id_like 'doc-00001%'", Filters(doc_id_like="doc-00001%")),
             ("updated_after 2026-10-01", Filters(updated_after="2026-10-01")),
         ):
-            timings = time_queries(conn, queries, args.warmup, filters)
-            row[label] = {
-                "p50_ms": statistics.median(timings),
-                "p95_ms": percentile(timings, 0.95),
-            }
+            row[label] = summary(time_queries(conn, queries, args.warmup, filters))
+        row["vector as group:g1"] = summary(
+            time_principals(conn, queries, args.warmup, ["group:g1"])
+        )
+        from rag_store.duckdb_ext import load_extension
+
+        load_extension(conn, "fts")
+        row["keyword: match_bm25 (before)"] = summary(
+            time_match_bm25(conn, args.queries, args.warmup)
+        )
+        for label, principals, filters in (
+            ("keyword", None, Filters()),
+            ("keyword as group:g1", ["group:g1"], Filters()),
+            ("keyword team=sales", None, Filters(metadata_contains='{"team": "sales"}')),
+        ):
+            row[label] = summary(time_keyword(conn, args.queries, args.warmup, principals, filters))
     return row
+
+
+def time_principals(conn, queries: np.ndarray, warmup: int, principals) -> list[float]:
+    timings = []
+    for number, vector in enumerate(queries):
+        started = time.perf_counter()
+        hits = call_search_macro(
+            conn,
+            "vector",
+            10,
+            query_vector=vector,
+            model_id=MODEL_ID,
+            schema="main",
+            access=ACCESS,
+            principals=principals,
+        )
+        elapsed = (time.perf_counter() - started) * 1000
+        if len(hits) != 10:
+            raise RuntimeError(f"expected 10 hits, got {len(hits)}")
+        if number >= warmup:
+            timings.append(elapsed)
+    return timings
 
 
 def main(argv=None) -> int:
