@@ -222,3 +222,28 @@
 {%- endfor -%}
 select 1
 {%- endmacro %}
+
+{#- The access list var document_dir_principals gives the file at relative path `path_sql`
+    (a SQL expression), as JSON text, or null: the principals of the first rule whose glob
+    matches ({glob: 'hr/*', allowed_principals: [group:hr]}; `*` matches across folders). -#}
+{% macro document_dir_principals(path_sql) -%}
+{%- set rules = var('document_dir_principals') or [] -%}
+{%- if rules is mapping or rules is string -%}
+    {{ exceptions.raise_compiler_error(
+        "rag-store: var document_dir_principals must be a list of {glob: ..., allowed_principals: [...]}, got " ~ rules) }}
+{%- endif -%}
+{%- if not rules -%}
+    null::varchar
+{%- else -%}
+    case
+    {%- for rule in rules %}
+        {%- if rule is not mapping or not rule.get('glob') or 'allowed_principals' not in rule -%}
+            {{ exceptions.raise_compiler_error(
+                "rag-store: each rule of var document_dir_principals needs glob and allowed_principals, got " ~ rule) }}
+        {%- endif %}
+        when {{ path_sql }} glob {{ rag_store.sql_string(rule['glob']) }}
+            then {{ rag_store.sql_string(tojson(rule['allowed_principals'])) }}
+    {%- endfor %}
+    end
+{%- endif -%}
+{%- endmacro %}

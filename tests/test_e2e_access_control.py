@@ -50,7 +50,8 @@ def test_metadata_and_principals_flow_from_every_source_and_are_enforced(dbt_pro
         encoding="utf-8",
     )
     (docs / "handbook.md").write_text("# Handbook\n\nThe narwhal mascot is public.\n", "utf-8")
-    write_docx_with_author(docs / "memo.docx")
+    (docs / "finance").mkdir()
+    write_docx_with_author(docs / "finance" / "memo.docx")
     (project.root / "pages.csv").write_text(
         "id,heading,content,updated,team,owner,acl\n"
         "ops/runbook,Runbook,The axolotl runbook restarts the queue.,2026-05-01,ops,sam,ops|sre\n"
@@ -90,6 +91,10 @@ def test_metadata_and_principals_flow_from_every_source_and_are_enforced(dbt_pro
         **HASH_EMBEDDER,
         "golden_min_recall": 0,
         "document_dir": str(docs),
+        "document_dir_principals": [
+            {"glob": "finance/*", "allowed_principals": ["group:finance"]},
+            {"glob": "*", "allowed_principals": ["nobody-else"]},
+        ],
         "document_relation": {"table": relation},
         "document_relation_columns": {
             "doc_id": "id",
@@ -111,11 +116,14 @@ def test_metadata_and_principals_flow_from_every_source_and_are_enforced(dbt_pro
     assert stored["hr/case-17"] == ({"team": "hr", "tags": ["case", "pay"]}, ["carol", "group:hr"])
     assert stored["eng/oncall"] == ({}, ["group:eng"])
     assert stored["pub/leave"] == ({"team": "hr"}, None)
-    assert stored["minutes.md"][1] == ["alice", "board"]
+    assert stored["minutes.md"][1] == ["alice", "board"]  # front matter over the rules
     assert stored["minutes.md"][0]["author"] == "CFO"
     assert "allowed_principals" not in stored["minutes.md"][0]
-    assert stored["handbook.md"] == ({}, None)
-    assert stored["memo.docx"][0]["author"] == "Dana Finance"
+    assert stored["handbook.md"] == ({}, ["nobody-else"])  # the first matching rule
+    assert stored["finance/memo.docx"] == (
+        {**stored["finance/memo.docx"][0], "author": "Dana Finance"},
+        ["group:finance"],
+    )
     assert stored["ops/runbook"] == ({"team": "ops", "owner": "sam"}, ["ops", "sre"])
     assert stored["ops/faq"] == ({"team": "ops", "owner": "kim"}, None)
     (minutes_text,) = project.query(
@@ -135,11 +143,10 @@ def test_metadata_and_principals_flow_from_every_source_and_are_enforced(dbt_pro
         "hr/case-17",
         "pub/leave",
     ]
-    assert keyword_docs(project, "narwhal", "--principals", "bob") == ["handbook.md"]
-    assert sorted(keyword_docs(project, "narwhal", "--principals", "alice")) == [
-        "handbook.md",
-        "minutes.md",
-    ]
+    assert keyword_docs(project, "narwhal", "--principals", "bob") == []
+    assert keyword_docs(project, "narwhal", "--principals", "alice") == ["minutes.md"]
+    assert keyword_docs(project, "okapi", "--principals", "bob") == []
+    assert keyword_docs(project, "okapi", "--principals", "group:finance") == ["finance/memo.docx"]
     assert sorted(keyword_docs(project, "axolotl", "--principals", "sre")) == [
         "ops/faq",
         "ops/runbook",

@@ -1,7 +1,8 @@
 {#- Staged document directory (var document_dir): every file, staged like the feed. Files of a
     converted format (and Markdown with front matter) take their body, title, pages, metadata
-    and reject reason from the conversion cache (stg_docs__document_conversions); a front
-    matter or file property `allowed_principals` becomes the document's access list. -#}
+    and reject reason from the conversion cache (stg_docs__document_conversions). A file's
+    access list is its front matter's `allowed_principals`, else that of the first rule of
+    var document_dir_principals whose glob matches its path. -#}
 {%- if var('document_dir') | trim -%}
     {%- set files -%}
         (
@@ -18,8 +19,10 @@
                     when conversions.metadata is not null
                         then json_merge_patch(conversions.metadata, '{"allowed_principals": null}')
                 end::varchar as metadata,
-                (conversions.metadata::json -> 'allowed_principals')::varchar
-                    as allowed_principals
+                coalesce(
+                    (conversions.metadata::json -> 'allowed_principals')::varchar,
+                    {{ rag_store.document_dir_principals('files.doc_id') }}
+                ) as allowed_principals
             from {{ source('docs', 'document_files') }} as files
             left join {{ ref('stg_docs__document_conversions') }} as conversions
                 on files._content_key = conversions.content_key
