@@ -170,24 +170,46 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def time_queries(conn, queries: np.ndarray, warmup: int, filters: Filters) -> list[float]:
+def timed(run, calls: int, warmup: int, at_least: int) -> list[float]:
+    """Milliseconds of `run(number)` for calls after the first `warmup`; each call must
+    return at least `at_least` rows."""
     timings = []
-    for number, vector in enumerate(queries):
+    for number in range(calls):
         started = time.perf_counter()
-        hits = vector_search(conn, vector, MODEL_ID, 10, filters)
+        rows = run(number)
         elapsed = (time.perf_counter() - started) * 1000
-        if len(hits) != 10:
-            raise RuntimeError(f"expected 10 hits, got {len(hits)}")
+        if len(rows) < at_least:
+            raise RuntimeError(f"expected {at_least} rows, got {len(rows)}")
         if number >= warmup:
             timings.append(elapsed)
     return timings
 
 
+def time_queries(conn, queries: np.ndarray, warmup: int, filters: Filters) -> list[float]:
+    return timed(
+        lambda n: vector_search(conn, queries[n], MODEL_ID, 10, filters), len(queries), warmup, 10
+    )
+
+
+def time_principals(conn, queries: np.ndarray, warmup: int, principals) -> list[float]:
+    def run(number):
+        return call_search_macro(
+            conn,
+            "vector",
+            10,
+            query_vector=queries[number],
+            model_id=MODEL_ID,
+            schema="main",
+            access=ACCESS,
+            principals=principals,
+        )
+
+    return timed(run, len(queries), warmup, 10)
+
+
 def time_keyword(conn, runs: int, warmup: int, principals, filters: Filters) -> list[float]:
-    timings = []
-    for number in range(warmup + runs):
-        started = time.perf_counter()
-        hits = call_search_macro(
+    def run(_):
+        return call_search_macro(
             conn,
             "keyword",
             10,
@@ -197,12 +219,8 @@ def time_keyword(conn, runs: int, warmup: int, principals, filters: Filters) -> 
             access=ACCESS,
             principals=principals,
         )
-        elapsed = (time.perf_counter() - started) * 1000
-        if not hits:
-            raise RuntimeError("expected keyword hits")
-        if number >= warmup:
-            timings.append(elapsed)
-    return timings
+
+    return timed(run, warmup + runs, warmup, 1)
 
 
 def time_match_bm25(conn, runs: int, warmup: int) -> list[float]:
@@ -213,16 +231,9 @@ def time_match_bm25(conn, runs: int, warmup: int) -> list[float]:
         "fts_main_retrieval_store.match_bm25(chunk_id, $q) as score from retrieval_store) "
         "where score is not null order by score desc, chunk_id limit 10"
     )
-    timings = []
-    for number in range(warmup + runs):
-        started = time.perf_counter()
-        rows = conn.execute(sql, {"q": KEYWORD_QUESTION}).fetchall()
-        elapsed = (time.perf_counter() - started) * 1000
-        if not rows:
-            raise RuntimeError("expected match_bm25 hits")
-        if number >= warmup:
-            timings.append(elapsed)
-    return timings
+    return timed(
+        lambda _: conn.execute(sql, {"q": KEYWORD_QUESTION}).fetchall(), warmup + runs, warmup, 1
+    )
 
 
 def summary(timings: list[float]) -> dict:
@@ -271,28 +282,6 @@ def measure(size: int, args, workdir: Path) -> dict:
         ):
             row[label] = summary(time_keyword(conn, args.queries, args.warmup, principals, filters))
     return row
-
-
-def time_principals(conn, queries: np.ndarray, warmup: int, principals) -> list[float]:
-    timings = []
-    for number, vector in enumerate(queries):
-        started = time.perf_counter()
-        hits = call_search_macro(
-            conn,
-            "vector",
-            10,
-            query_vector=vector,
-            model_id=MODEL_ID,
-            schema="main",
-            access=ACCESS,
-            principals=principals,
-        )
-        elapsed = (time.perf_counter() - started) * 1000
-        if len(hits) != 10:
-            raise RuntimeError(f"expected 10 hits, got {len(hits)}")
-        if number >= warmup:
-            timings.append(elapsed)
-    return timings
 
 
 def main(argv=None) -> int:

@@ -245,19 +245,28 @@ class AccessControl:
 
 def access_control(conn: duckdb.DuckDBPyConnection, schema: str) -> AccessControl:
     """How the store in `schema` restricts reads by principal."""
-    (columns,) = conn.execute(
-        "select count(*) from duckdb_columns() where table_name = 'retrieval_store' "
-        "and schema_name = $schema and database_name = current_database() "
-        "and column_name = $column",
-        {"schema": schema, "column": PRINCIPALS_COLUMN},
-    ).fetchone()
     (macros,) = conn.execute(
         "select count(*) from duckdb_functions() where function_name = 'search_vector' "
         "and schema_name = $schema and database_name = current_database() "
         "and list_contains(parameters, 'principals')",
         {"schema": schema},
     ).fetchone()
-    return AccessControl(restricted=columns > 0, macros_take_principals=macros > 0)
+    return AccessControl(
+        restricted=has_store_column(conn, schema, PRINCIPALS_COLUMN),
+        macros_take_principals=macros > 0,
+    )
+
+
+def has_store_column(conn: duckdb.DuckDBPyConnection, schema: str, column: str) -> bool:
+    """Whether retrieval_store in `schema` has `column` (stores of older rag-stores lack
+    the newer ones)."""
+    (count,) = conn.execute(
+        "select count(*) from duckdb_columns() where table_name = 'retrieval_store' "
+        "and schema_name = $schema and database_name = current_database() "
+        "and column_name = $column",
+        {"schema": schema, "column": column},
+    ).fetchone()
+    return count > 0
 
 
 def call_search_macro(

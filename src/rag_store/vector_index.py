@@ -147,7 +147,7 @@ class VectorIndex:
         """Read every row of the store in `schema`; IndexUnavailable when the store cannot
         be ranked exactly from memory."""
         rows = f'from "{schema}".retrieval_store as store'
-        metadata = "store.metadata" if _has_column(conn, schema, "metadata") else "'{}'"
+        metadata = "store.metadata" if search.has_store_column(conn, schema, "metadata") else "'{}'"
         # The chunk_id order from a narrow sort; the wide rows (vectors, texts) are then
         # streamed unsorted, batch by batch, into preallocated arrays at their positions, so
         # neither DuckDB nor Arrow ever holds a sorted copy of the whole store.
@@ -306,16 +306,6 @@ class VectorIndex:
 def _mask_key(filters: search.Filters, principals) -> tuple:
     names = search.principal_list(principals)
     return (filters, None if names is None else tuple(names))
-
-
-def _has_column(conn, schema: str, column: str) -> bool:
-    (count,) = conn.execute(
-        "select count(*) from duckdb_columns() where table_name = 'retrieval_store' "
-        "and schema_name = $schema and database_name = current_database() "
-        "and column_name = $column",
-        {"schema": schema, "column": column},
-    ).fetchone()
-    return count > 0
 
 
 def fuse_hybrid(keyword: list[search.Hit], vector: list[search.Hit], k: int) -> list[search.Hit]:

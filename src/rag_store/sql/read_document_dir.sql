@@ -12,6 +12,22 @@ list_transform(
     )
 );
 
+-- The files under `directory` with one of `extensions` (any letter case): name, bytes and
+-- modification time. An empty directory argument is an error, never the root.
+create or replace macro document_dir_files(directory, extensions) as table
+    select
+        filename,
+        content,
+        last_modified
+    from
+        read_blob(
+            case
+                when trim(directory) = ''
+                    then error('read_document_dir: the directory argument is empty')
+                else document_dir_patterns(directory, extensions)
+            end
+        );
+
 -- The conversion cache's key of a file: the SHA-256 of its bytes and its lower-case extension.
 create or replace macro file_content_key(content, filename) as
 sha256(content) || ':' || lower(regexp_extract(filename, '\.([^./]+)$', 1));
@@ -34,29 +50,15 @@ create or replace macro read_document_dir_content(directory) as table
             content,
             last_modified
         from
-            read_blob(
-                case
-                    when trim(directory) = ''
-                        then error('read_document_dir: the directory argument is empty')
-                    else document_dir_patterns(
-                        directory,
-                        ['pdf', 'docx', 'pptx', 'html', 'htm', 'eml', 'xlsx', 'rst', 'csv']
-                    )
-                end
+            document_dir_files(
+                directory, ['pdf', 'docx', 'pptx', 'html', 'htm', 'eml', 'xlsx', 'rst', 'csv']
             )
         union all
         select
             filename,
             content,
             last_modified
-        from
-            read_blob(
-                case
-                    when trim(directory) = ''
-                        then error('read_document_dir: the directory argument is empty')
-                    else document_dir_patterns(directory, ['md', 'markdown', 'txt'])
-                end
-            )
+        from document_dir_files(directory, ['md', 'markdown', 'txt'])
         where has_front_matter(content)
     )
 
@@ -88,14 +90,7 @@ create or replace macro read_document_dir(directory) as table
             filename as source_file,
             try(decode(content)) as file_text,
             last_modified
-        from
-            read_blob(
-                case
-                    when trim(directory) = ''
-                        then error('read_document_dir: the directory argument is empty')
-                    else document_dir_patterns(directory, ['md', 'markdown', 'txt'])
-                end
-            )
+        from document_dir_files(directory, ['md', 'markdown', 'txt'])
         where not has_front_matter(content)
     ),
 
