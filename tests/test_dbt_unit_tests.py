@@ -62,5 +62,5 @@ def test_every_dbt_unit_test_passes(dbt_project):
     }
     assert not failures, f"unit tests failed: {failures}\n{output[-6000:]}"
     assert set(results) == UNIT_TESTS
-    assert len(results) == len(UNIT_TESTS) == 11
+    assert len(results) == len(UNIT_TESTS) == 12
     assert completed.returncode == 0, output[-6000:]
