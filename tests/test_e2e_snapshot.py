@@ -122,22 +122,28 @@ def test_snapshot_paths_derive_from_the_database_or_the_var():
     )
 
 
-def test_bf16_precision_is_a_model_switch_and_search_follows_the_snapshot(dbt_project):
+@pytest.mark.parametrize(
+    ("precision", "suffix", "min_cosine"),
+    [("bf16", "/bf16", 0.999), ("int8", "/int8-dyn-v1", 0.97)],
+)
+def test_a_precision_is_a_model_switch_and_search_follows_the_snapshot(
+    dbt_project, precision, suffix, min_cosine
+):
     dbt_project.deliver(FIXTURES / "small_feed" / "batch_1.jsonl")
     dbt_project.vars = {"keep_previous_model_embeddings": True}
     first = dbt_project.build()
-    switched = dbt_project.build(vars={"embedding_model": "bf16:all-MiniLM-L6-v2"})
+    switched = dbt_project.build(vars={"embedding_model": f"{precision}:all-MiniLM-L6-v2"})
     assert switched.embedded == first.embedded > 0  # every chunk, none reused across models
     (model_id,) = dbt_project.query("select distinct model_id from retrieval_store")[0]
-    assert model_id.endswith("/bf16")
-    # The same chunks under both precisions: bf16 vectors point the same way as fp32 ones.
+    assert model_id.endswith(suffix)
+    # The same chunks under both precisions: the vectors point (nearly) the same way.
     (worst,) = dbt_project.query(
         "select min(array_inner_product(a.embedding, b.embedding)) "
         "from chunk_embeddings a join chunk_embeddings b using (chunk_hash) "
-        "where a.model_id = $bf16 and b.model_id != $bf16",
-        {"bf16": model_id},
+        "where a.model_id = $switched and b.model_id != $switched",
+        {"switched": model_id},
     )[0]
-    assert worst > 0.999
+    assert worst > min_cosine
 
     # The snapshot records its embedder, so search embeds the question the same way...
     result = search_cli(dbt_project, "search", "oil my bicycle chain", "--json", "--k", "1")
@@ -148,7 +154,7 @@ def test_bf16_precision_is_a_model_switch_and_search_follows_the_snapshot(dbt_pr
         dbt_project, "search", "oil my bicycle chain", "--model", "all-MiniLM-L6-v2"
     )
     assert mismatch.returncode == 2
-    assert "/bf16" in mismatch.stderr
+    assert suffix in mismatch.stderr
 
 
 def test_an_unchanged_store_keeps_its_snapshot_copy_and_index(dbt_project):

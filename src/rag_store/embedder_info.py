@@ -23,8 +23,12 @@ _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.onnx")
 # A reference may start with a precision: "bf16:all-MiniLM-L6-v2" runs the same weights under
 # bfloat16 autocast (2.6x the fp32 speed at the full window on a CPU with AMX; retrieval
 # quality and speed in docs/benchmarks.md). fp32 is the default and needs no prefix.
+# "int8:MODEL" runs the ONNX export of MODEL with int8 matrix products on ONNX Runtime
+# (rag_store.onnx_models); INT8_RECIPE names the quantisation, so a new recipe is a new
+# model_id.
 DEFAULT_PRECISION = "fp32"
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "int8")
+INT8_RECIPE = "int8-dyn-v1"
 
 
 class ModelNotFoundError(RuntimeError):
@@ -46,7 +50,8 @@ class EmbedderInfo:
     normalize: bool = True
     # "sentence-transformers", or "hash": a deterministic fake for tests (see below).
     backend: str = "sentence-transformers"
-    # Arithmetic of the forward pass: "fp32", or "bf16" (bfloat16 autocast; see PRECISIONS).
+    # Arithmetic of the forward pass: "fp32", "bf16" (bfloat16 autocast) or "int8" (ONNX
+    # Runtime, int8 matrix products); see PRECISIONS.
     precision: str = "fp32"
 
     @property
@@ -59,7 +64,9 @@ class EmbedderInfo:
         """Fingerprint: name, weights, dimension, normalisation, window and (when it is not
         the default fp32) precision in one string. Vectors of two model_ids never mix."""
         norm = "l2" if self.normalize else "raw"
-        precision = "" if self.precision == DEFAULT_PRECISION else f"/{self.precision}"
+        precision = {DEFAULT_PRECISION: "", "int8": f"/{INT8_RECIPE}"}.get(
+            self.precision, f"/{self.precision}"
+        )
         return (
             f"{self.name}@{self.weights_digest[:12]}"
             f"/d{self.dimension}/{norm}/w{self.max_seq_length}{precision}"

@@ -11,6 +11,7 @@ import hashlib
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import lru_cache
 
 import numpy as np
@@ -20,11 +21,68 @@ from rag_store.embedder_info import EmbedderInfo, embedder_info, offline_environ
 DEFAULT_BATCH_SIZE = 32
 
 
-def load_model(model_ref: str):
-    """The SentenceTransformer for `model_ref`, loaded once per process, never from the net.
+# Which engine runs an fp32 embedder: env RAG_STORE_EMBEDDING_RUNTIME, "torch",
+# "onnxruntime" or "auto" (the default). Both fp32 engines give the same vectors (the ONNX
+# export is checked against torch before it is used, see onnx_models), so they share a
+# model_id; a bf16: embedder always runs on torch, an int8: one on ONNX Runtime.
+# "auto" chooses by the work at hand, from measurements on both CPU kinds
+# (docs/benchmarks.md): ONNX Runtime loads in under a second without importing torch (torch
+# takes 8-13 s), but torch embeds full-window chunks faster, so torch pays for its load
+# from about AUTO_TORCH_FROM_TEXTS texts on.
+RUNTIME_ENV = "RAG_STORE_EMBEDDING_RUNTIME"
+RUNTIMES = ("auto", "torch", "onnxruntime")
+AUTO_TORCH_FROM_TEXTS = 256
 
-    References that differ only in precision share one loaded model."""
+
+def requested_runtime() -> str:
+    value = (os.environ.get(RUNTIME_ENV) or "auto").strip().lower()
+    if value not in RUNTIMES:
+        raise ValueError(f"{RUNTIME_ENV}={value!r}: expected one of {', '.join(RUNTIMES)}")
+    return value
+
+
+def runtime_for(info: EmbedderInfo, texts: int = 1) -> str:
+    """The engine that embeds `texts` texts with `info` in this process."""
+    if info.precision == "int8":
+        return "onnxruntime"
+    if info.precision != "fp32":
+        return "torch"
+    requested = requested_runtime()
+    if requested != "auto":
+        return requested
+    return "torch" if texts >= AUTO_TORCH_FROM_TEXTS else "onnxruntime"
+
+
+def load_model(model_ref: str, texts: int = 1):
+    """The encoder for `model_ref` that suits embedding about `texts` texts (an object with
+    .runtime, .encode(texts) and .set_threads(n)), loaded once per process, never from the
+    net."""
     info = embedder_info(model_ref)
+    if info.backend == "hash":
+        raise ValueError(f"{model_ref!r} is the test-only hash embedder: it has no model")
+    # References that name the same model at the same precision share one encoder.
+    return _load_encoder(
+        replace(info, reference=""), runtime_for(info, texts), requested_runtime() == "auto"
+    )
+
+
+@lru_cache(maxsize=8)
+def _load_encoder(info: EmbedderInfo, runtime: str, may_fall_back: bool):
+    from rag_store import onnx_models
+
+    if runtime == "onnxruntime":
+        variant = "int8" if info.precision == "int8" else "fp32"
+        try:
+            return onnx_models.OnnxEncoder(onnx_models.ensure_model(info, variant), info)
+        except onnx_models.OnnxUnavailable as exc:
+            if variant == "int8" or not may_fall_back:
+                raise
+            print(f"rag-store: {exc}; embedding with torch instead", file=sys.stderr)
+    return TorchEncoder(info)
+
+
+def load_torch_model(info: EmbedderInfo):
+    """The SentenceTransformer of `info` (any precision shares it), loaded once per process."""
     return _load_model(str(info.path), info.dimension, info.max_seq_length)
 
 
@@ -50,6 +108,31 @@ def _load_model(path: str, dimension: int, max_seq_length: int):
         )
     model.max_seq_length = max_seq_length
     return model
+
+
+class TorchEncoder:
+    """A sentence-transformers model on torch, at its precision (fp32 or bf16 autocast)."""
+
+    runtime = "torch"
+
+    def __init__(self, info: EmbedderInfo):
+        self.info = info
+        self._model = load_torch_model(info)
+
+    def set_threads(self, threads: int) -> None:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        with _precision_context(self.info):
+            return self._model.encode(
+                list(texts),
+                batch_size=len(texts),
+                convert_to_numpy=True,
+                normalize_embeddings=False,
+                show_progress_bar=False,
+            )
 
 
 def native_bf16() -> bool:
@@ -117,23 +200,16 @@ def length_sorted_batches(texts: Sequence[str], batch_size: int) -> list[list[in
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
-def embed_batch(texts: Sequence[str], model_ref: str) -> np.ndarray:
-    """One forward pass over `texts` as given: float32 [len(texts), d], unit length."""
+def embed_batch(texts: Sequence[str], model_ref: str, encoder=None) -> np.ndarray:
+    """One forward pass over `texts` as given: float32 [len(texts), d], unit length; on
+    `encoder` (from load_model) when given."""
     info: EmbedderInfo = embedder_info(model_ref)
     if not texts:
         return np.zeros((0, info.dimension), dtype=np.float32)
     if info.backend == "hash":
         return hash_vectors(texts, info)
-    model = load_model(model_ref)
-    with _precision_context(info):
-        vectors = model.encode(
-            list(texts),
-            batch_size=len(texts),
-            convert_to_numpy=True,
-            normalize_embeddings=False,
-            show_progress_bar=False,
-        )
-    return l2_normalise(vectors)
+    encoder = encoder or load_model(model_ref, len(texts))
+    return l2_normalise(encoder.encode(list(texts)))
 
 
 def embed_texts(
@@ -143,8 +219,9 @@ def embed_texts(
     order of `texts`."""
     info: EmbedderInfo = embedder_info(model_ref)
     result = np.zeros((len(texts), info.dimension), dtype=np.float32)
+    encoder = load_model(model_ref, len(texts)) if texts and info.backend != "hash" else None
     for batch in length_sorted_batches(texts, batch_size):
-        result[batch] = embed_batch([texts[i] for i in batch], model_ref)
+        result[batch] = embed_batch([texts[i] for i in batch], model_ref, encoder)
     return result
 
 

@@ -235,10 +235,14 @@ def _embed_pending(
     """Embed `pending` in length-sorted batches, committing each batch to `in_flight`."""
     from rag_store.embedding import length_sorted_batches, load_model, progress_bar
 
+    encoder = None
     if info.backend == "sentence-transformers":
         loading = time.perf_counter()
-        load_model(config.model_ref)
-        log(f"chunk_embeddings: model loaded in {time.perf_counter() - loading:.1f}s")
+        encoder = load_model(config.model_ref, pending.num_rows)
+        log(
+            f"chunk_embeddings: model loaded in {time.perf_counter() - loading:.1f}s "
+            f"({encoder.runtime}, {info.precision})"
+        )
     total = pending.num_rows
     texts = pending.column("embedding_text").to_pylist()
     parts: list[pa.Table] = []
@@ -246,7 +250,9 @@ def _embed_pending(
     attempted = finished = 0
     with progress_bar(total, "embedding") as bar:
         for batch in length_sorted_batches(texts, config.batch_size):
-            vectors, errors = _embed_batch([texts[i] for i in batch], info, config.model_ref)
+            vectors, errors = _embed_batch(
+                [texts[i] for i in batch], info, config.model_ref, encoder
+            )
             rows = pending.take(batch)
             part = chunk_embeddings_table(
                 info,
@@ -276,21 +282,21 @@ def _embed_pending(
 
 
 def _embed_batch(
-    texts: list[str], info: EmbedderInfo, model_ref: str
+    texts: list[str], info: EmbedderInfo, model_ref: str, encoder=None
 ) -> tuple[np.ndarray, list[str | None]]:
     """Vectors [len(texts), d] and per-text errors (None: embedded) for one batch; one bad
     text does not sink the others."""
     from rag_store.embedding import embed_batch
 
     try:
-        return embed_batch(texts, model_ref), [None] * len(texts)
+        return embed_batch(texts, model_ref, encoder), [None] * len(texts)
     except Exception:
         # Find the culprit(s): embed the batch one text at a time.
         vectors = np.zeros((len(texts), info.dimension), dtype=np.float32)
         errors: list[str | None] = [None] * len(texts)
         for row, text in enumerate(texts):
             try:
-                vectors[row] = embed_batch([text], model_ref)[0]
+                vectors[row] = embed_batch([text], model_ref, encoder)[0]
             except Exception as exc:
                 errors[row] = f"{type(exc).__name__}: {exc}"[:1000]
         return vectors, errors

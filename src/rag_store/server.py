@@ -313,11 +313,11 @@ class QuestionEmbedder:
         # shape is several times slower than the next.
         embed_batch(["warm up"], model_ref)
         if self.info.backend != "hash":
-            import torch
+            from rag_store.embedding import load_model
 
             # One thread by default: on two cores a second one mostly waits for the core
             # the event loop and the searches run on (docs/benchmarks.md).
-            torch.set_num_threads(int(threads or 1))
+            load_model(model_ref).set_threads(int(threads or 1))
         embed_batch(["warm up the embedder"] * 2, model_ref)
         embed_batch(["warm up"], model_ref)
         self._thread = threading.Thread(target=self._run, name="embedder", daemon=True)
