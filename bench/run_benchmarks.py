@@ -79,8 +79,7 @@ def main(argv=None) -> int:
             continue
         header = f"## {name}\n\n{environment()}"
         command = [sys.executable, str(BENCH / f"{name}.py"), *extra]
-        if name != "embed_throughput":
-            command += ["--json", str(RESULTS / f"{name}.json")]
+        command += ["--json", str(RESULTS / f"{name}.json")]
         print(f"\n{header}\n$ {' '.join(command[1:])}", flush=True)
         started = time.perf_counter()
         result = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
