@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from corpus import make_corpus
+from run_benchmarks import cpu_model
 
 from rag_store.chunking import chunker_for, load_tokenizer
 from rag_store.embedder_info import DEFAULT_MODEL, embedder_info
@@ -100,16 +100,6 @@ def load_seconds(runtime: str, reference: str) -> float:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     return float(result.stdout.strip().splitlines()[-1])
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def cpu_flags() -> str:
@@ -206,7 +196,7 @@ def main(argv=None) -> int:
     load = os.getloadavg()[0]
     print(
         f"\n{len(texts)} texts ({args.texts_from}, {tokens} tokens), batch {args.batch_size}, "
-        f"best of {args.rounds} rounds, {threads} threads; {cpu_name()} [{cpu_flags()}], "
+        f"best of {args.rounds} rounds, {threads} threads; {cpu_model()} [{cpu_flags()}], "
         f"load average {load:.1f}; torch {torch.__version__}\n"
     )
     print(
@@ -222,7 +212,7 @@ def main(argv=None) -> int:
         )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"cpu": cpu_name(), "flags": cpu_flags(), "load_average": load, "texts": len(texts)}
+        meta = {"cpu": cpu_model(), "flags": cpu_flags(), "load_average": load, "texts": len(texts)}
         args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     return 0
 
