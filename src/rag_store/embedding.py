@@ -25,10 +25,10 @@ DEFAULT_BATCH_SIZE = 32
 # "onnxruntime" or "auto" (the default). Both fp32 engines give the same vectors (the ONNX
 # export is checked against torch before it is used, see onnx_models), so they share a
 # model_id; a bf16: embedder always runs on torch, an int8: one on ONNX Runtime.
-# "auto" chooses by the work at hand, from measurements on both CPU kinds
-# (docs/benchmarks.md): ONNX Runtime loads in under a second without importing torch (torch
-# takes 8-13 s), but torch embeds full-window chunks faster, so torch pays for its load
-# from about AUTO_TORCH_FROM_TEXTS texts on.
+# "auto" chooses by the work at hand, as measured on a 2-core Intel Xeon (docs/benchmarks.md):
+# ONNX Runtime loads in under a second without importing torch (torch takes 6-13 s), but
+# torch embeds full-window chunks faster, so torch pays for its load from about
+# AUTO_TORCH_FROM_TEXTS texts on.
 RUNTIME_ENV = "RAG_STORE_EMBEDDING_RUNTIME"
 RUNTIMES = ("auto", "torch", "onnxruntime")
 AUTO_TORCH_FROM_TEXTS = 256
