@@ -193,7 +193,108 @@ def _collect(project_dir: Path, db_path: Path, dbt_vars: str | None, target: Pat
             report.checks.append(Check("alert tests", ERROR, message="no alert test ran"))
     else:
         report.checks.append(Check("alert tests", ERROR, message=_last_lines(tests, "dbt test")))
+    report.checks.extend(watch_checks_for(project_dir, db_path, dbt_vars))
     return report
+
+
+def watch_checks_for(project_dir: Path, db_path: Path, dbt_vars: str | None) -> list[Check]:
+    """watch_checks with the thresholds of this project's vars (and --vars)."""
+    from rag_store.watch import WatchError, project_vars
+
+    try:
+        return watch_checks(db_path, project_vars(project_dir, dbt_vars))
+    except WatchError as exc:
+        return [Check("watch", ERROR, message=str(exc))]
+
+
+def _parse_time(text: object) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def watch_checks(db_path: Path, dbt_vars: dict, now: datetime | None = None) -> list[Check]:
+    """`rag-store watch` checks, from its history and heartbeat beside the database; none
+    when no watcher has ever recorded a cycle there.
+
+    watcher_stopped: a long-running watcher keeps a heartbeat; it warns when the heartbeat
+    is older than alert_watch_stopped_after_polls poll intervals (at least a minute) or the
+    watcher stopped. watch_lag_seconds: the lag (newest delivery -> published) of the last
+    cycle that measured one, or, when the last build failed, how long its changes have been
+    waiting."""
+    from rag_store.watch import read_history, watch_paths
+
+    paths = watch_paths(db_path)
+    if not paths.history.exists():
+        return []
+    now = now or datetime.now(UTC)
+    checks = []
+    try:
+        heartbeat = json.loads(paths.heartbeat.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        heartbeat = None  # only `rag-store watch --once` runs here: nothing to be alive
+    if isinstance(heartbeat, dict):
+        polls = float(dbt_vars.get("alert_watch_stopped_after_polls", 10))
+        poll_seconds = float(heartbeat.get("poll_seconds") or 5)
+        limit = max(polls * poll_seconds, 60.0)
+        beat_at = _parse_time(heartbeat.get("beat_at"))
+        age = (now - beat_at).total_seconds() if beat_at else None
+        who = f"pid {heartbeat.get('pid')} on {heartbeat.get('host')}"
+        threshold = f">{limit:g} s without a heartbeat"
+        if heartbeat.get("state") == "stopped":
+            checks.append(
+                Check(
+                    "watcher_stopped",
+                    WARN,
+                    round(age, 1) if age is not None else None,
+                    threshold,
+                    f"rag-store watch ({who}) stopped at {heartbeat.get('beat_at')}",
+                )
+            )
+        elif age is None or age > limit:
+            checks.append(
+                Check(
+                    "watcher_stopped",
+                    WARN,
+                    round(age, 1) if age is not None else None,
+                    threshold,
+                    f"no heartbeat from rag-store watch ({who}) since {heartbeat.get('beat_at')}",
+                )
+            )
+        else:
+            checks.append(Check("watcher_stopped", OK, round(age, 1), threshold))
+    records = read_history(paths.history)
+    if records:
+        checks.append(_watch_lag_check(records, dbt_vars, now))
+    return checks
+
+
+def _watch_lag_check(records: list[dict], dbt_vars: dict, now: datetime) -> Check:
+    warn = float(dbt_vars.get("alert_watch_lag_warn_seconds", 60))
+    error = float(dbt_vars.get("alert_watch_lag_error_seconds", 600))
+    threshold = f">{warn:g} warn, >{error:g} error"
+
+    def judged(observed: float, message: str = "") -> Check:
+        status = ERROR if observed > error else WARN if observed > warn else OK
+        return Check("watch_lag_seconds", status, round(observed, 1), threshold, message)
+
+    last = records[-1]
+    if last.get("status") != "ok":
+        waiting = _parse_time(last.get("newest_delivered_at"))
+        message = (
+            f"the last build failed at {last.get('failed_node') or 'dbt'} "
+            f"({last.get('finished_at')}): {last.get('message') or ''} "
+            f"(log: {last.get('log_path')})"
+        )
+        if waiting is None:
+            return Check("watch_lag_seconds", WARN, None, threshold, message)
+        return judged((now - waiting).total_seconds(), message)
+    for record in reversed(records):
+        if record.get("status") == "ok" and record.get("lag_seconds") is not None:
+            return judged(float(record["lag_seconds"]), f"cycle of {record.get('finished_at')}")
+    return Check("watch_lag_seconds", OK, None, threshold, "no delivery measured yet")
 
 
 def history_path(database: str | os.PathLike, override: str | os.PathLike | None = None) -> Path:

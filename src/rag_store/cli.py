@@ -93,6 +93,38 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return alerts.EXIT_CODES[report.status]
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rag_store import watch
+    from rag_store.snapshot import default_database
+
+    project_dir = Path(args.project_dir).resolve()
+    db_path = Path(args.db or default_database())
+    if not db_path.is_absolute():
+        db_path = project_dir / db_path
+    options = watch.WatchOptions(
+        project_dir=project_dir,
+        database=db_path,
+        cli_vars=args.vars,
+        poll_seconds=args.poll_seconds,
+        debounce_seconds=args.debounce_seconds,
+        relation_interval_seconds=args.relation_interval_seconds,
+        retry_seconds=args.retry_seconds,
+        file_events=not args.no_file_events,
+        once=args.once,
+        verbose=args.verbose,
+        subprocess=args.dbt_subprocess,
+        target_path=Path(args.target_path).resolve() if args.target_path else None,
+        log_path=Path(args.log_path).resolve() if args.log_path else None,
+    )
+    try:
+        return watch.run(options)
+    except watch.WatchError as exc:
+        print(f"rag-store watch: {exc}", file=sys.stderr)
+        return 2
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -210,6 +242,55 @@ def build_parser() -> argparse.ArgumentParser:
         "(default $RAG_STORE_ALERT_HISTORY or alert_history.jsonl beside the database)",
     )
     alert.set_defaults(handler=cmd_alerts)
+
+    watcher = commands.add_parser(
+        "watch",
+        help="keep the store live: run the incremental build whenever a source changes",
+    )
+    watcher.add_argument("--project-dir", default=".", help="the dbt project (default: .)")
+    watcher.add_argument("--db", help="DuckDB file (default $RAG_STORE_DB or warehouse/...)")
+    watcher.add_argument("--vars", help="dbt --vars for every build, as for dbt build")
+    watcher.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=5.0,
+        help="stat the sources this often (default 5; file events, when available, wake it sooner)",
+    )
+    watcher.add_argument(
+        "--debounce-seconds",
+        type=float,
+        default=2.0,
+        help="build once the sources have been still this long (default 2)",
+    )
+    watcher.add_argument(
+        "--relation-interval-seconds",
+        type=float,
+        default=300.0,
+        help="build this often for a document_relation that cannot be stat-ed (a dbt ref or "
+        "source, a database table; default 300)",
+    )
+    watcher.add_argument(
+        "--retry-seconds",
+        type=float,
+        default=60.0,
+        help="after a failed build, retry unchanged sources after this long, doubling up to "
+        "30 minutes (default 60); any change retries at once",
+    )
+    watcher.add_argument(
+        "--once", action="store_true", help="run one cycle if anything changed, then exit"
+    )
+    watcher.add_argument(
+        "--no-file-events", action="store_true", help="stat polling only (no file events)"
+    )
+    watcher.add_argument(
+        "--dbt-subprocess",
+        action="store_true",
+        help="run each build as a dbt subprocess instead of in this process",
+    )
+    watcher.add_argument("--target-path", help="dbt --target-path (default: target)")
+    watcher.add_argument("--log-path", help="dbt --log-path (default: logs)")
+    watcher.add_argument("--verbose", action="store_true", help="show dbt's output")
+    watcher.set_defaults(handler=cmd_watch)
 
     evaluate = commands.add_parser(
         "eval", help="build a store from a labeled collection and report nDCG@10 / recall@10"
