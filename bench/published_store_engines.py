@@ -70,7 +70,7 @@ ENGINES = ("duckdb-file", "ducklake")
 NO_FLOAT_COMPRESSION = "set disabled_compression_methods = 'alp,alprd,chimp,patas'"
 TOKEN_SPLIT = "[^a-z0-9]+"
 # no progress bar on stdout, where the tables go
-QUIET = {"enable_progress_bar": False}
+QUIET = "set enable_progress_bar = false"
 
 # Postings from chunk texts, one SQL for both engines (`{source}` has chunk_id, chunk_text).
 POSTINGS_SQL = """
@@ -197,7 +197,8 @@ class DuckDBFile:
         import duckdb
 
         source = f"read_parquet('{export / 'retrieval_store.parquet'}')"
-        with duckdb.connect(str(self.path), config=QUIET) as conn:
+        with duckdb.connect(str(self.path)) as conn:
+            conn.execute(QUIET)
             conn.execute(NO_FLOAT_COMPRESSION)
             conn.execute(
                 "create table retrieval_store as select * replace "
@@ -209,7 +210,8 @@ class DuckDBFile:
     def reader(self):
         import duckdb
 
-        conn = duckdb.connect(config=QUIET)
+        conn = duckdb.connect()
+        conn.execute(QUIET)
         conn.execute(f"attach '{self.path}' as snap (read_only)")
         return conn
 
@@ -225,7 +227,8 @@ class DuckDBFile:
 
         staging = self.path.with_name(self.path.name + ".tmp")
         shutil.copyfile(self.path, staging)
-        with duckdb.connect(str(staging), config=QUIET) as conn:
+        with duckdb.connect(str(staging)) as conn:
+            conn.execute(QUIET)
             conn.execute(NO_FLOAT_COMPRESSION)
             conn.execute("begin")
             apply_delta(conn, "", delta, docs, f"::float[{DIMENSION}]")
@@ -268,7 +271,8 @@ class DuckLake:
     def connect(self, read_only: bool = False):
         import duckdb
 
-        conn = duckdb.connect(config=QUIET)
+        conn = duckdb.connect()
+        conn.execute(QUIET)
         load(conn, "sqlite", "ducklake")
         conn.execute(self.attach_sql(read_only))
         return conn
@@ -548,9 +552,11 @@ def measure(size: int, args, scratch: Path) -> dict:
     rng = np.random.default_rng(args.seed + 2)
     lake_conn = lake.connect()
     delta_rows = {e.name: [] for e in engines}
+    touched: set[str] = set()
     try:
         for round_ in range(args.delta_rounds):
             docs = [f"doc-{d:07d}" for d in rng.choice(n_docs, args.delta_docs, replace=False)]
+            touched.update(docs)
             delta = work / f"delta-{round_}.parquet"
             write_delta(delta, export, docs, round_, args.seed + 10 + round_)
             order = engines if round_ % 2 == 0 else engines[::-1]
@@ -590,7 +596,10 @@ def measure(size: int, args, scratch: Path) -> dict:
 
     # 4: isolation
     rng = np.random.default_rng(args.seed + 3)
-    iso_docs = [f"doc-{d:07d}" for d in sorted(rng.choice(n_docs, args.delta_docs, replace=False))]
+    # documents no earlier delta touched: each starts as one version, ten chunks
+    untouched = [d for d in range(n_docs) if f"doc-{d:07d}" not in touched]
+    chosen = rng.choice(untouched, args.delta_docs, replace=False)
+    iso_docs = [f"doc-{d:07d}" for d in sorted(chosen)]
     lake_conn = lake.connect()
     try:
         for engine in engines:
