@@ -51,6 +51,8 @@ EMBEDDED = re.compile(
     r"\(([\d.]+) chunks/s, ([\d.]+) tokens/s\)"
 )
 MAX_RSS = re.compile(r"Maximum resident set size \(kbytes\): (\d+)")
+# /usr/bin/time -v: blocks of 512 bytes written by the build (the store, the snapshot, logs)
+WRITTEN = re.compile(r"File system outputs: (\d+)")
 DBT_SUMMARY = re.compile(r"Done\. PASS=(\d+) WARN=(\d+) ERROR=(\d+) SKIP=(\d+)")
 
 
@@ -67,6 +69,7 @@ class Build:
     tokens_per_s: float | None = None
     model_loaded: bool = False
     peak_rss_mb: float | None = None
+    written_mb: float | None = None
     rss_source: str = ""
     dbt_summary: str = ""
     node_seconds: dict[str, float] = field(default_factory=dict)
@@ -144,6 +147,8 @@ def run_dbt(label: str, args, workdir: Path, feed_glob: str, timeout: float) -> 
     if use_time and (match := MAX_RSS.search(text)):
         build.peak_rss_mb = int(match.group(1)) / 1024
         build.rss_source = "/usr/bin/time -v"
+        if match := WRITTEN.search(text):
+            build.written_mb = int(match.group(1)) * 512 / 1e6
     else:
         after = resource_children_maxrss()
         if after > before:
@@ -266,9 +271,9 @@ def print_markdown(runs: list[CorpusRun], skipped: list[str], settings: dict) ->
         )
         print(
             "| build | wall s | chunks to embed | model load s | embed s | chunks/s | "
-            "tokens/s | ≈256-token chunks/s | torch loaded | peak RSS MB | dbt |"
+            "tokens/s | ≈256-token chunks/s | torch loaded | peak RSS MB | written MB | dbt |"
         )
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|")
         for build in run.builds:
             equivalent = None if build.tokens_per_s is None else build.tokens_per_s / 256
             print(
@@ -276,7 +281,8 @@ def print_markdown(runs: list[CorpusRun], skipped: list[str], settings: dict) ->
                 f"{fmt(build.model_load_s)} | {fmt(build.embed_s)} | "
                 f"{fmt(build.chunks_per_s)} | {fmt(build.tokens_per_s, '{:.0f}')} | "
                 f"{fmt(equivalent)} | {'yes' if build.model_loaded else 'no'} | "
-                f"{fmt(build.peak_rss_mb, '{:.0f}')} | {build.dbt_summary} |"
+                f"{fmt(build.peak_rss_mb, '{:.0f}')} | {fmt(build.written_mb, '{:.0f}')} | "
+                f"{build.dbt_summary} |"
             )
         print()
         print(

@@ -31,12 +31,14 @@ FULL = {
     "build_benchmark": ["--docs", "1000,5000"],
     "search_latency": [],
     "snapshot_search": [],
+    "watch_lag": ["--docs", "1000,10000"],
 }
 QUICK = {
     "embed_throughput": ["--texts", "64"],
     "build_benchmark": ["--docs", "100"],
     "search_latency": ["--sizes", "10000", "--hnsw-sizes", "10000", "--queries", "20"],
     "snapshot_search": ["--sizes", "10000", "--queries", "20"],
+    "watch_lag": ["--docs", "100", "--edits", "3"],
 }
 
 

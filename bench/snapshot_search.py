@@ -3,7 +3,7 @@ search` runs it, with and without access control.
 
 search_latency.py times bare SQL expressions over a three-column table. This script times
 the product path instead: a snapshot written by `rag_store.snapshot.publish_export` (the
-function the on-run-end hook calls: float compression off, BM25 index, search macros),
+function the on-run-end hook uses: float compression off, keyword index, search macros),
 queried with `rag_store.search.vector_search` (the `search_vector` macro with its
 model check, metadata filters and text columns, results fetched into Python).
 
@@ -12,7 +12,8 @@ random 384-d vectors (exact search reads every vector whatever their values); on
 in five is readable only by one of ten groups (`allowed_principals`), every document has a
 `team` in its metadata. The query vector is given, so the figures exclude embedding the
 question (see embed_throughput.py). Keyword search is also timed the way the keyword macro
-ran before access control (DuckDB's match_bm25 over the whole store's statistics), for
+ran before access control and before the incremental keyword index (DuckDB's fts index and
+match_bm25 over the whole store's statistics, built on a copy of the snapshot), for
 comparison.
 
     .venv/bin/python bench/snapshot_search.py                       # 10k and 100k chunks
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -33,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rag_store.duckdb_ext import load_extension
 from rag_store.search import AccessControl, Filters, call_search_macro, vector_search
 from rag_store.snapshot import publish_export
 
@@ -139,6 +142,7 @@ def write_export(
                         pa.list_(pa.string()),
                     ),
                     "chunk_hash": [f"{i:064x}" for i in index],
+                    "content_hash": [f"{i // 10:064x}" for i in index],
                     "model_id": [MODEL_ID] * count,
                     "embedded_at": pa.array(
                         np.full(count, np.datetime64("2026-11-01T00:00:00")), pa.timestamp("us")
@@ -146,6 +150,9 @@ def write_export(
                     "embedding": pa.FixedSizeListArray.from_arrays(
                         pa.array(unit_vectors(rng, count).reshape(-1)), DIMENSION
                     ).cast(vector_type),
+                    "stored_at": pa.array(
+                        np.full(count, np.datetime64("2026-11-01T00:00:00")), pa.timestamp("us")
+                    ),
                 }
             )
             if writer is None:
@@ -269,18 +276,29 @@ def measure(size: int, args, workdir: Path) -> dict:
         row["vector as group:g1"] = summary(
             time_principals(conn, queries, args.warmup, ["group:g1"])
         )
-        from rag_store.duckdb_ext import load_extension
-
         load_extension(conn, "fts")
-        row["keyword: match_bm25 (before)"] = summary(
-            time_match_bm25(conn, args.queries, args.warmup)
-        )
         for label, principals, filters in (
             ("keyword", None, Filters()),
             ("keyword as group:g1", ["group:g1"], Filters()),
             ("keyword team=sales", None, Filters(metadata_contains='{"team": "sales"}')),
         ):
             row[label] = summary(time_keyword(conn, args.queries, args.warmup, principals, filters))
+    # DuckDB's own fts index (what snapshots carried before the incremental keyword index),
+    # built on a copy of the same snapshot, for comparison.
+    fts_copy = workdir / f"snapshot-{size}-fts.duckdb"
+    shutil.copyfile(snapshot, fts_copy)
+    with duckdb.connect(str(fts_copy)) as conn:
+        load_extension(conn, "fts")
+        started = time.perf_counter()
+        conn.execute(
+            "pragma create_fts_index('main.retrieval_store', 'chunk_id', 'title', "
+            "'heading_path', 'chunk_text', overwrite = 1)"
+        )
+        row["fts index build_s"] = time.perf_counter() - started
+        row["keyword: match_bm25 (before)"] = summary(
+            time_match_bm25(conn, args.queries, args.warmup)
+        )
+    fts_copy.unlink()
     return row
 
 

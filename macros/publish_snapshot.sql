@@ -1,8 +1,9 @@
 {#- on-run-end hook: publishes the read-only snapshot after a build or run in which nothing
-    failed or was skipped. What is published and where is decided once, in Python
+    failed or was skipped. What is published, where and how is decided once, in Python
     (rag_store.snapshot.publish_plan, from the dbt target's path and schema and var
-    snapshot_path); this hook only runs the plan's exports on dbt's connection, which is
-    the one connection that can read the store while dbt holds it. Set var
+    snapshot_path): a copy of the current snapshot patched with the documents that changed.
+    This hook runs the plan's statements on dbt's connection, the one connection that can
+    read the store while dbt holds it, then has the patched file swapped in. Set var
     publish_snapshot: false to skip. -#}
 {% macro publish_snapshot(results) %}
 {%- if not execute or flags.WHICH not in ['build', 'run'] -%}
@@ -17,22 +18,31 @@
     {{ return('') }}
 {%- endif -%}
 {%- set store = rag_store.store_relation('retrieval_store') -%}
-{#- Row count and an order-free hash of every row: a snapshot that already holds exactly
-    this retrieval_store keeps its copy (and BM25 index); only the small tables change. -#}
-{%- set fingerprint = run_query("select count(*)::varchar || ':' || coalesce(bit_xor(hash(store)), 0)::varchar from "
-    ~ store ~ " as store").columns[0].values()[0] -%}
 {%- set plan_json = run_query("select rag_publish_plan(" ~ rag_store.sql_string(target.path) ~ ", "
-    ~ rag_store.sql_string(store.schema) ~ ", " ~ rag_store.sql_string(var('snapshot_path'))
-    ~ ", " ~ rag_store.sql_string(fingerprint) ~ ")").columns[0].values()[0] -%}
+    ~ rag_store.sql_string(store.database) ~ ", " ~ rag_store.sql_string(store.schema) ~ ", "
+    ~ rag_store.sql_string(var('snapshot_path')) ~ ", "
+    ~ rag_store.sql_string(tojson(rag_store.store_row_key())) ~ ", "
+    ~ (var('embedding_dimension') | int) ~ ", current_database())").columns[0].values()[0] -%}
 {%- set plan = fromjson(plan_json) -%}
-{%- for export in plan['exports'] -%}
-    {%- if not export['optional'] or adapter.get_relation(database=store.database, schema=store.schema, identifier=export['table']) is not none -%}
-        {%- do run_query("copy (" ~ export['query'] ~ ") to " ~ rag_store.sql_string(export['file']) ~ " (format parquet)") -%}
+{%- for statement in plan['statements'] -%}
+    {%- if not statement['requires'] or adapter.get_relation(database=store.database, schema=store.schema, identifier=statement['requires']) is not none -%}
+        {%- do run_query(statement['sql']) -%}
     {%- endif -%}
 {%- endfor -%}
-{%- set published = run_query("select rag_publish_snapshot(" ~ rag_store.sql_string(plan_json) ~ ")") -%}
+{%- set published = run_query("select rag_publish_swap(" ~ rag_store.sql_string(plan_json) ~ ")") -%}
 {%- do log("rag-store: " ~ published.columns[0].values()[0], info=true) -%}
 {% endmacro %}
+
+{#- The columns of retrieval_store that decide whether a stored row is still right: the rest
+    of a row is a function of them (chunk text, offsets and heading path of chunk_hash and
+    content_hash; the vector and embedded_at of chunk_hash and model_id). retrieval_store
+    rewrites, and a publish patches, exactly the documents whose rows differ in these. -#}
+{% macro store_row_key() -%}
+{{ return([
+    'chunk_id', 'doc_id', 'chunk_hash', 'content_hash', 'model_id', 'title', 'source_uri',
+    'doc_updated_at', 'page_start', 'page_end', 'metadata', 'allowed_principals',
+]) }}
+{%- endmacro %}
 
 {#- Why this invocation must not publish, or '' when it may. A snapshot is a whole build of this
     target: not under --empty (zero-row tables) or --defer (part of the store is another

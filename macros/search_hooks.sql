@@ -1,35 +1,34 @@
-{#- Post-hooks of retrieval_store that make it searchable on dbt's connection: its BM25
-    index and the search table macros of sql/search.sql (the same definition the published
-    snapshot and Python use), installed in the store's own schema. -#}
+{#- Post-hooks of retrieval_store: the rows of documents that are no longer searchable leave
+    it, and it is made searchable on dbt's connection: its BM25 index and the search table
+    macros of sql/search.sql (the same definition the published snapshot and Python use),
+    installed in the store's own schema. -#}
 
-{#- (Re)builds the BM25 index of `relation` unless the indexed columns are unchanged since
-    the index was built. The index is keyed by chunk_id, so it stays valid when dbt
-    recreates the table with the same rows; a fingerprint of the indexed text is kept in a
-    table inside the index's own schema (dropped with it on every rebuild). -#}
-{% macro create_keyword_index(relation) -%}
+{#- delete+insert rewrites the documents that have rows to write; a document with none left
+    (deleted, or every chunk of its new version without a vector) leaves here, in the same
+    transaction, so no stale row outlives its build. -#}
+{% macro delete_unsearchable_documents(relation) -%}
 {%- if not execute or not rag_store.may_write(relation) -%}
     {{ return('select 1') }}
 {%- endif -%}
-{%- set index_schema = 'fts_' ~ relation.schema ~ '_' ~ relation.identifier -%}
-{%- set fingerprint = run_query(
-    "select count(*)::varchar || ':' || coalesce(bit_xor(hash(chunk_id, title, heading_path, "
-    ~ "chunk_text)), 0)::varchar from " ~ relation).columns[0].values()[0] -%}
-{%- set state = adapter.get_relation(
-    database=relation.database, schema=index_schema, identifier='rag_indexed_content') -%}
-{%- if state is not none -%}
-    {%- set indexed = run_query('select fingerprint from ' ~ state).columns[0].values() -%}
-    {%- if indexed | length == 1 and indexed[0] == fingerprint -%}
-        {%- do log('rag-store: keyword index of ' ~ relation.identifier ~ ' is current', info=true) -%}
-        {{ return('select 1') }}
-    {%- endif -%}
+delete from {{ relation }}
+where doc_id not in (
+    select searchable.doc_id from {{ ref('int_chunks__searchable') }} as searchable
+)
+{%- endmacro %}
+
+{#- Brings the BM25 index of `relation` up to date with it: the chunks whose id, chunk_hash or
+    content_hash is new are tokenized, the rest are kept (sql/keyword_index.sql, the same
+    statements the published snapshot runs), so a build costs what it changed. -#}
+{% macro update_keyword_index(relation) -%}
+{%- if not execute or not rag_store.may_write(relation) -%}
+    {{ return('select 1') }}
 {%- endif -%}
-{%- set index_sql = run_query(
+{%- set statements = run_query(
     "select rag_keyword_index_sql(" ~ rag_store.sql_string(relation.schema) ~ ", "
     ~ rag_store.sql_string(relation.identifier) ~ ")").columns[0].values()[0] -%}
-{%- do run_query(index_sql) -%}
-{%- do run_query(
-    "create or replace table " ~ index_schema ~ ".rag_indexed_content as select '"
-    ~ fingerprint ~ "' as fingerprint") -%}
+{%- for statement in fromjson(statements) -%}
+    {%- do run_query(statement) -%}
+{%- endfor -%}
 select 1
 {%- endmacro %}
 

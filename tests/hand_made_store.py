@@ -30,9 +30,11 @@ COLUMNS = {
     "metadata": "json",
     "allowed_principals": "varchar[]",
     "chunk_hash": "varchar",
+    "content_hash": "varchar",
     "model_id": "varchar",
     "embedded_at": "timestamp",
     "embedding": "float[{dimension}]",
+    "stored_at": "timestamp",
 }
 
 # Arrow types of the columns Arrow cannot infer from None-only or mixed values.
@@ -52,6 +54,7 @@ ARROW_TYPES = {
     "source_uri": pa.string(),
     "doc_updated_at": pa.string(),
     "embedded_at": pa.string(),
+    "stored_at": pa.string(),
 }
 
 
@@ -95,6 +98,16 @@ def make_store(
     return conn
 
 
+def duckdb_bm25_index(conn: duckdb.DuckDBPyConnection) -> str:
+    """Index retrieval_store with the full-text extension's own BM25 index (the reference
+    the keyword index must agree with); returns its match_bm25 function's name."""
+    conn.execute(
+        "pragma create_fts_index('main.retrieval_store', 'chunk_id', 'title', 'heading_path', "
+        "'chunk_text', overwrite = 1)"
+    )
+    return "fts_main_retrieval_store.match_bm25"
+
+
 def _row(row: dict, model_id: str) -> list:
     unknown = set(row) - set(COLUMNS)
     if unknown:
@@ -110,14 +123,16 @@ def _row(row: dict, model_id: str) -> list:
         "doc_updated_at": "2026-01-01",
         "metadata": {},
         "chunk_hash": f"hash-{row['chunk_id']}",
+        "content_hash": f"content-{row['doc_id']}",
         "model_id": model_id,
         "embedded_at": "2026-01-01",
+        "stored_at": "2026-01-01",
     }
     merged = {**defaults, **row}
     if isinstance(merged["metadata"], dict):
         merged["metadata"] = json.dumps(merged["metadata"])
     merged["embedding"] = [float(x) for x in merged["embedding"]]
-    for name in ("doc_updated_at", "embedded_at"):
+    for name in ("doc_updated_at", "embedded_at", "stored_at"):
         if merged.get(name) is not None:
             merged[name] = str(merged[name])
     return [merged.get(name) for name in COLUMNS]

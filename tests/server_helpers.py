@@ -17,7 +17,8 @@ import duckdb
 from conftest import BIN, REPO, DbtProject
 
 from rag_store.duckdb_ext import load_extension
-from rag_store.snapshot import default_snapshot_path
+from rag_store.search_macros import keyword_index_sql
+from rag_store.snapshot import SNAPSHOT_STORE, default_snapshot_path
 
 LISTENING = "rag-store serve: listening on "
 
@@ -100,11 +101,14 @@ def snapshot_of(project: DbtProject) -> Path:
 
 
 def publish_by_hand(snapshot: Path, change_sql: str) -> None:
-    """Publish a modified copy of `snapshot` the way a build does: written aside, renamed in."""
+    """Publish a modified copy of `snapshot` the way a build does: written aside, its keyword
+    index brought up to date, renamed in."""
     staging = snapshot.with_name(snapshot.name + ".hand")
     shutil.copyfile(snapshot, staging)
     with duckdb.connect(str(staging)) as conn:
         load_extension(conn, "fts")
         conn.execute(change_sql)
+        for statement in keyword_index_sql(SNAPSHOT_STORE):
+            conn.execute(statement)
         conn.execute("checkpoint")
     os.replace(staging, snapshot)

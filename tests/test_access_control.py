@@ -18,7 +18,7 @@ import json
 
 import duckdb
 import pytest
-from hand_made_store import make_store
+from hand_made_store import duckdb_bm25_index, make_store
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -187,11 +187,12 @@ def test_without_restricted_documents_keyword_scores_are_duckdbs_bm25():
         for i in range(12)
     ]
     with make_store(rows_of(docs), DIMENSION, MODEL_ID) as conn:
+        match_bm25 = duckdb_bm25_index(conn)
         for question in ("salary", "board budget review", "policy nothing"):
             got = run(conn, "keyword", 50, question, None, search.Filters(), ["alice"])
             reference = conn.execute(
                 "select chunk_id, score from (select chunk_id, "
-                "fts_main_retrieval_store.match_bm25(chunk_id, $q) as score "
+                f"{match_bm25}(chunk_id, $q) as score "
                 "from retrieval_store) where score is not null "
                 "order by score desc, chunk_id",
                 {"q": question},

@@ -229,12 +229,12 @@ def test_full_refresh_equals_incremental_history(dbt_project):
         ],
     )
     dbt_project.build()
-    incremental = dbt_project.checksum()
-    refreshed = (
-        dbt_project.build("--full-refresh") if False else dbt_project.dbt("build", "--full-refresh")
-    )
+    # When each row was written is the one column a full refresh changes by design.
+    comparable = "(select * exclude (stored_at) from retrieval_store)"
+    incremental = dbt_project.checksum(comparable)
+    refreshed = dbt_project.dbt("build", "--full-refresh")
     assert refreshed.embedded == 0  # the embedding cache survives --full-refresh
-    assert dbt_project.checksum() == incremental
+    assert dbt_project.checksum(comparable) == incremental
 
 
 def test_document_directory_source(dbt_project):
@@ -273,13 +273,31 @@ def keyword_top(project: DbtProject, question: str) -> list[str]:
     return [line.split()[3] for line in output.splitlines() if re.search(r"\s\d+\. ", line)]
 
 
-def test_keyword_index_is_rebuilt_only_when_the_indexed_text_changes(dbt_project):
+def stored_at(project: DbtProject) -> dict[str, tuple]:
+    """chunk_id -> (when retrieval_store wrote the row, when the keyword index indexed it)."""
+    rows = project.query(
+        "select store.chunk_id, store.stored_at, keywords.indexed_at from retrieval_store store "
+        "join main_retrieval_store_keywords.docs keywords using (chunk_id)"
+    )
+    return {chunk_id: (stored, indexed) for chunk_id, stored, indexed in rows}
+
+
+def test_a_build_rewrites_and_reindexes_only_the_documents_that_changed(dbt_project):
     dbt_project.vars = dict(HASH_EMBEDDER)
-    current = "keyword index of retrieval_store is current"
-    write_feed(dbt_project, "1.jsonl", [document("a", "Whales sing."), document("b", "Owls hoot.")])
-    assert current not in dbt_project.build().output
-    assert current in dbt_project.build().output  # nothing changed: the index is kept...
-    assert keyword_top(dbt_project, "owls") == ["b"]  # ...and still answers
+    write_feed(
+        dbt_project,
+        "1.jsonl",
+        [
+            document("a", "Whales sing."),
+            document("b", "Owls hoot."),
+            document("c", long_body(3)),
+        ],
+    )
+    dbt_project.build()
+    first = stored_at(dbt_project)
+    dbt_project.build()
+    assert stored_at(dbt_project) == first  # a no-op writes no row and indexes no chunk
+    assert keyword_top(dbt_project, "owls") == ["b"]
 
     write_feed(
         dbt_project,
@@ -287,8 +305,21 @@ def test_keyword_index_is_rebuilt_only_when_the_indexed_text_changes(dbt_project
         [
             document("b", "Owls hoot and herons wade.", updated_at=LATER),
             document("a", "", is_deleted=True, updated_at=LATER),
+            # metadata and access only: the same text, so no re-embedding, but new rows
+            document("c", long_body(3), updated_at=LATER, allowed_principals=["ops"]),
         ],
     )
-    assert current not in dbt_project.build().output
+    changed = dbt_project.build()
+    assert changed.embedded == 1
+    after = stored_at(dbt_project)
+    assert set(after) == {"b:0", "c:0", "c:1", "c:2"}
+    assert after["b:0"][0] > first["b:0"][0] and after["b:0"][1] > first["b:0"][1]
+    # c's rows were rewritten (new access list) but its text, hence its index, is unchanged
+    assert all(
+        after[c][0] > first[c][0] and after[c][1] == first[c][1] for c in after if c != "b:0"
+    )
     assert keyword_top(dbt_project, "herons") == ["b"]
     assert keyword_top(dbt_project, "whales") == []
+    assert dbt_project.query(
+        "select distinct allowed_principals from retrieval_store where doc_id = 'c'"
+    ) == [(["ops"],)]

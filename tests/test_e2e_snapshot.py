@@ -157,31 +157,75 @@ def test_a_precision_is_a_model_switch_and_search_follows_the_snapshot(
     assert suffix in mismatch.stderr
 
 
-def test_an_unchanged_store_keeps_its_snapshot_copy_and_index(dbt_project):
+def published_rows(snapshot) -> list[tuple]:
+    """The snapshot's retrieval_store in chunk order: an ordered checksum's input."""
+    with duckdb.connect(str(snapshot), read_only=True) as reader:
+        return reader.execute("select * from retrieval_store order by chunk_id").fetchall()
+
+
+def keyword_hits(snapshot, question: str) -> list[str]:
+    with duckdb.connect(str(snapshot), read_only=True) as reader:
+        load_extension(reader, "fts")
+        rows = reader.execute("select doc_id from search_keyword($q)", {"q": question})
+        return [doc_id for (doc_id,) in rows.fetchall()]
+
+
+def test_a_publish_patches_the_changed_documents_and_rollback_restores_the_last_one(dbt_project):
     dbt_project.vars = dict(HASH_EMBEDDER)
-    kept = "retrieval_store unchanged: kept with its index"
+    snapshot = snapshot_of(dbt_project)
     write_feed(dbt_project, "1.jsonl", [document("a", "Whales sing."), document("b", "Owls hoot.")])
-    assert kept not in dbt_project.build().output
-    noop = dbt_project.build()
-    assert kept in noop.output
+    assert "built whole" in dbt_project.build().output
+    assert "(0 document(s) changed" in dbt_project.build().output
+    first = published_rows(snapshot)
+    assert first == dbt_project.query("select * from retrieval_store order by chunk_id")
 
-    def published() -> tuple:
-        with duckdb.connect(str(snapshot_of(dbt_project)), read_only=True) as reader:
-            load_extension(reader, "fts")
-            health = reader.execute("select count(*) from pipeline_health").fetchone()[0]
-            owls = reader.execute("select doc_id from search_keyword('owls')").fetchall()
-            herons = reader.execute("select doc_id from search_keyword('herons')").fetchall()
-            return health, owls, herons
-
-    # The small tables are fresh (one health row per build); the kept index still answers.
-    assert published() == (2, [("b",)], [])
-
+    # A reader holding the published store keeps answering from it during the next publish.
+    reader = duckdb.connect(str(snapshot), read_only=True)
+    load_extension(reader, "fts")
     later = "2026-06-01T00:00:00Z"
     write_feed(dbt_project, "2.jsonl", [document("b", "Herons wade.", updated_at=later)])
-    assert kept not in dbt_project.build().output
-    assert published() == (3, [], [("b",)])
-    # Removing the Parquet copy is repaired even when nothing else changed.
+    assert "(1 document(s) changed" in dbt_project.build().output
+    held = reader.execute("select doc_id from search_keyword('owls')").fetchall()
+    assert held == [("b",)]
+    reader.close()
+    second = published_rows(snapshot)
+    assert second == dbt_project.query("select * from retrieval_store order by chunk_id")
+    assert second != first
+    assert keyword_hits(snapshot, "herons") == ["b"] and keyword_hits(snapshot, "owls") == []
+    # Parquet copy follows the store; removing it is repaired even when nothing changed.
     parquet = dbt_project.root / "store_snapshot_retrieval_store.parquet"
     parquet.unlink()
-    assert kept in dbt_project.build().output
+    assert "(0 document(s) changed" in dbt_project.build().output
     assert duckdb.sql(f"select count(*) from '{parquet}'").fetchone() == (2,)
+
+    # One command brings the published store back to the build before, exactly...
+    third = published_rows(snapshot)
+    rolled = dbt_project.rag_store("rollback", db=snapshot)
+    assert rolled.returncode == 0, rolled.stderr
+    assert published_rows(snapshot) == second  # the no-op build's store equals the change's
+    rolled = dbt_project.rag_store("rollback", db=snapshot)  # ...and a second one undoes it
+    assert rolled.returncode == 0, rolled.stderr
+    assert published_rows(snapshot) == third
+
+
+def test_rollback_of_a_bad_build_restores_the_store_before_it(dbt_project):
+    dbt_project.vars = dict(HASH_EMBEDDER)
+    snapshot = snapshot_of(dbt_project)
+    missing = dbt_project.rag_store("rollback", db=snapshot)
+    assert missing.returncode == 2 and "no previous snapshot" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    write_feed(dbt_project, "1.jsonl", [document("a", "Whales sing."), document("b", "Owls hoot.")])
+    dbt_project.build()
+    good = published_rows(snapshot)
+    # A bad delivery that passes every test: a document's text replaced by junk.
+    later = "2026-06-01T00:00:00Z"
+    write_feed(dbt_project, "2.jsonl", [document("a", "lorem ipsum", updated_at=later)])
+    dbt_project.build()
+    assert keyword_hits(snapshot, "whales") == []
+    rolled = dbt_project.rag_store("rollback", db=snapshot)
+    assert rolled.returncode == 0, rolled.stderr
+    assert "rolled back" in rolled.stdout
+    assert published_rows(snapshot) == good
+    assert keyword_hits(snapshot, "whales") == ["a"]
+    search = search_cli(dbt_project, "search", "whales", "--mode", "keyword", "--json")
+    assert json.loads(search.stdout)["hits"][0]["doc_id"] == "a"

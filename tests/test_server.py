@@ -505,9 +505,7 @@ def test_publishes_under_a_request_stream_fail_no_request(store, server):
                     "insert into retrieval_store select * replace ("
                     f"'stream/{marker}:0' as chunk_id, 'stream/{marker}' as doc_id, "
                     f"'{marker} {number}' as chunk_text) "
-                    "from retrieval_store where chunk_id = 'stream/quokka:0'; "
-                    "pragma create_fts_index('main.retrieval_store', 'chunk_id', 'title', "
-                    "'heading_path', 'chunk_text', overwrite = 1)",
+                    "from retrieval_store where chunk_id = 'stream/quokka:0'",
                 )
                 wait_for(marker, f"stream/{marker}")
         finally:

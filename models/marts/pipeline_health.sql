@@ -64,7 +64,10 @@ chunk_presence as (
         current_chunks.doc_id,
         current_chunks.chunk_id,
         stored_chunks.chunk_id is not null as is_stored,
-        greatest(current_chunks.chunked_at, stored_chunks.embedded_at) as searchable_at
+        -- written into retrieval_store by its build (published seconds later)
+        greatest(
+            current_chunks.chunked_at, stored_chunks.embedded_at, stored_chunks.stored_at
+        ) as searchable_at
     from current_chunks
     left join stored_chunks on current_chunks.chunk_id = stored_chunks.chunk_id
 ),

@@ -1,99 +1,72 @@
 {#- The retrieval store: one row per current chunk of a live document, with its vector
-    of the active embedder. -#}
+    of the active embedder. Incremental per document: a build rewrites exactly the
+    documents whose rows differ from int_chunks__searchable (an edit, a tombstone, new
+    metadata or access, a vector that arrived, a model switch: every document at once, in
+    this one transaction), so its cost follows the change, not the store. -#}
 {{
     config(
-        materialized='table',
+        materialized='incremental',
+        unique_key='doc_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns',
         contract={'enforced': true},
         post_hook=[
+            "{{ rag_store.delete_unsearchable_documents(this) }}",
             "{{ rag_store.prune_other_model_embeddings() }}",
-            "{{ rag_store.create_keyword_index(this) }}",
+            "{{ rag_store.update_keyword_index(this) }}",
             "{{ rag_store.install_search_macros(this) }}",
         ],
     )
 }}
 
+{%- set row_key = rag_store.store_row_key() -%}
+
+-- The post-hooks read these (the search macros' embedder, the vector cache they prune):
+-- depends_on: {{ ref('int_active_embedder') }}
+-- depends_on: {{ ref('chunk_embeddings') }}
+
 with
 
-document_chunks as (
-    select * from {{ ref('int_document_chunks') }}
+searchable_chunks as (
+    select * from {{ ref('int_chunks__searchable') }}
 ),
 
-latest_documents as (
-    select * from {{ ref('int_documents__latest') }}
-),
+{% if is_incremental() %}
+    stored_chunks as (
+        select * from {{ this }}
+    ),
 
-chunk_embeddings as (
-    select * from {{ ref('chunk_embeddings') }}
-),
+    changed_rows as (
+        (
+            select {{ row_key | join(', ') }} from searchable_chunks
+            except
+            select {{ row_key | join(', ') }} from stored_chunks
+        )
+        union all
+        (
+            select {{ row_key | join(', ') }} from stored_chunks
+            except
+            select {{ row_key | join(', ') }} from searchable_chunks
+        )
+    ),
 
-active_embedder as (
-    select * from {{ ref('int_active_embedder') }}
-),
+    chunks_to_write as (
+        select searchable_chunks.*
+        from searchable_chunks
+        where searchable_chunks.doc_id in (select changed_rows.doc_id from changed_rows)
+    ),
+{% else %}
+    chunks_to_write as (
+        select * from searchable_chunks
+    ),
+{% endif %}
 
-live_documents as (
-    select * from latest_documents
-    where not is_deleted
-),
-
-active_embeddings as (
-    select chunk_embeddings.*
-    from chunk_embeddings
-    inner join active_embedder on chunk_embeddings.model_id = active_embedder.model_id
-    where chunk_embeddings.embedding is not null
-),
-
-current_chunks as (
+stored_now as (
     select
-        document_chunks.chunk_id,
-        document_chunks.doc_id,
-        document_chunks.chunk_index,
-        live_documents.title,
-        document_chunks.heading_path,
-        document_chunks.chunk_text,
-        document_chunks.token_count,
-        live_documents.source_uri,
-        live_documents.updated_at as doc_updated_at,
-        document_chunks.chunk_hash,
-        document_chunks.char_start,
-        document_chunks.char_end,
-        document_chunks.page_start,
-        document_chunks.page_end,
-        document_chunks.page_kind,
-        live_documents.metadata,
-        live_documents.allowed_principals
-    from document_chunks
-    inner join live_documents
-        on
-            document_chunks.doc_id = live_documents.doc_id
-            and document_chunks.content_hash = live_documents.content_hash
-),
-
-embedded_chunks as (
-    select
-        current_chunks.chunk_id::varchar as chunk_id,
-        current_chunks.doc_id::varchar as doc_id,
-        current_chunks.chunk_index::integer as chunk_index,
-        current_chunks.title::varchar as title,
-        current_chunks.heading_path::varchar as heading_path,
-        current_chunks.chunk_text::varchar as chunk_text,
-        current_chunks.token_count::integer as token_count,
-        current_chunks.char_start::integer as char_start,
-        current_chunks.char_end::integer as char_end,
-        current_chunks.page_start::integer as page_start,
-        current_chunks.page_end::integer as page_end,
-        current_chunks.page_kind::varchar as page_kind,
-        current_chunks.source_uri::varchar as source_uri,
-        current_chunks.doc_updated_at::timestamp as doc_updated_at,
-        coalesce(current_chunks.metadata, '{}')::json as metadata,
-        current_chunks.allowed_principals::varchar[] as allowed_principals,
-        current_chunks.chunk_hash::varchar as chunk_hash,
-        active_embeddings.model_id::varchar as model_id,
-        active_embeddings.embedded_at::timestamp as embedded_at,
-        active_embeddings.embedding::float[{{ var('embedding_dimension') | int }}] as embedding
-    from current_chunks
-    inner join active_embeddings
-        on current_chunks.chunk_hash = active_embeddings.chunk_hash
+        chunks_to_write.*,
+        (now() at time zone 'UTC') as stored_at
+    from chunks_to_write
 )
 
-select * from embedded_chunks
+select * from stored_now
 order by doc_id, chunk_index

@@ -145,6 +145,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from rag_store.snapshot import PublishError, default_database, default_snapshot_path, rollback
+
+    snapshot = args.db or default_snapshot_path(default_database())
+    try:
+        print(rollback(snapshot))
+    except PublishError as exc:
+        print(f"rag-store rollback: {str(exc).removeprefix('rag-store: ')}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_extension(args: argparse.Namespace) -> int:
     from rag_store.snapshot import extension_path
 
@@ -303,6 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", default=DEFAULT_MODEL, help="embedder to evaluate")
     evaluate.add_argument("--keep", help="keep the evaluation store in this directory")
     evaluate.set_defaults(handler=cmd_eval)
+
+    rollback = commands.add_parser(
+        "rollback",
+        help="make the snapshot the last publish replaced current again (run twice to undo)",
+    )
+    rollback.add_argument(
+        "--db", help="the published snapshot (default: the one beside $RAG_STORE_DB)"
+    )
+    rollback.set_defaults(handler=cmd_rollback)
 
     extension = commands.add_parser(
         "extension", help="print the path of a pip-installed DuckDB extension, for LOAD"

@@ -155,11 +155,12 @@ UDFS: tuple[Udf, ...] = (
     # rag_count_tokens(text, model_ref): a whole vector per call, so one batch encode.
     Udf("rag_count_tokens", _count_tokens, (VARCHAR, VARCHAR), INTEGER, kind="arrow"),
     Udf("rag_embed", "rag_store.embedding:embed_query", (VARCHAR, VARCHAR), "FLOAT[]"),
-    # rag_publish_plan(database, schema, snapshot_path var, fingerprint) -> the plan as JSON
+    # rag_publish_plan(database, catalog, schema, snapshot_path var, row key JSON, dimension,
+    # the connection's default catalog) -> the plan as JSON (the staging copy is made here)
     Udf(
         "rag_publish_plan",
         "rag_store.snapshot:publish_plan_json",
-        (VARCHAR, VARCHAR, VARCHAR, VARCHAR),
+        (VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, INTEGER, VARCHAR),
         VARCHAR,
         side_effects=True,
     ),
@@ -180,13 +181,13 @@ UDFS: tuple[Udf, ...] = (
     ),
     Udf(
         "rag_keyword_index_sql",
-        "rag_store.search_macros:keyword_index_sql_for",
+        "rag_store.search_macros:keyword_index_sql_json",
         (VARCHAR, VARCHAR),
         VARCHAR,
     ),
     Udf(
-        "rag_publish_snapshot",
-        "rag_store.snapshot:publish_snapshot",
+        "rag_publish_swap",
+        "rag_store.snapshot:publish_swap",
         (VARCHAR,),
         VARCHAR,
         side_effects=True,

@@ -18,8 +18,6 @@ import duckdb
 
 from rag_store.duckdb_ext import load_extension
 
-KEYWORD_COLUMNS = ("title", "heading_path", "chunk_text")
-
 
 @dataclass(frozen=True)
 class StoreLayout:
@@ -33,36 +31,60 @@ class StoreLayout:
     embedder_schema: str = ""
 
     @property
-    def fts_schema(self) -> str:
-        """The schema DuckDB's full-text extension creates for the store's BM25 index."""
+    def keyword_schema(self) -> str:
+        """The schema of the store's BM25 index (sql/keyword_index.sql)."""
+        return f"{self.schema}_{self.store}_keywords"
+
+    @property
+    def analyzer_schema(self) -> str:
+        """The schema DuckDB's full-text extension makes for the index's analyzer table: its
+        `tokenize` macro and `stopwords` table define what a term is."""
+        return f"fts_{self.keyword_schema}_analyzer"
+
+    @property
+    def legacy_fts_schema(self) -> str:
+        """Where stores published before the incremental keyword index kept their fts index."""
         return f"fts_{self.schema}_{self.store}"
 
 
-def template() -> str:
-    return (resources.files("rag_store") / "sql" / "search.sql").read_text("utf-8")
+def template(name: str = "search.sql") -> str:
+    return (resources.files("rag_store") / "sql" / name).read_text("utf-8")
 
 
-def render(layout: StoreLayout, dimension: int) -> list[str]:
-    """The macro statements for `layout`, vectors of `dimension`."""
-    sql = Template(template()).substitute(
+def _substitute(name: str, layout: StoreLayout, dimension: int = 0) -> list[str]:
+    sql = Template(template(name)).substitute(
         schema=_identifier(layout.schema),
         store=f"{_identifier(layout.schema)}.{_identifier(layout.store)}",
         embedder=".".join(
             _identifier(name) for name in (layout.embedder_schema or layout.schema, layout.embedder)
         ),
-        fts_schema=_identifier(layout.fts_schema),
+        keyword_schema=_identifier(layout.keyword_schema),
+        analyzer_schema=_identifier(layout.analyzer_schema),
         dimension=int(dimension),
     )
     return split_statements(sql)
 
 
-def keyword_index_sql(layout: StoreLayout) -> str:
-    """The statement that (re)builds the store's BM25 index, keyed by chunk_id."""
-    columns = ", ".join(f"'{column}'" for column in KEYWORD_COLUMNS)
-    return (
-        f"pragma create_fts_index('{layout.schema}.{layout.store}', 'chunk_id', {columns}, "
-        "overwrite = 1)"
-    )
+def render(layout: StoreLayout, dimension: int) -> list[str]:
+    """The macro statements for `layout`, vectors of `dimension`."""
+    return _substitute("search.sql", layout, dimension)
+
+
+def keyword_index_sql(layout: StoreLayout) -> list[str]:
+    """The statements that bring the store's BM25 index up to date with the store: only
+    chunks whose id, chunk_hash or content_hash is new are tokenized (sql/keyword_index.sql).
+    Run them in order, in one transaction, after the store has changed."""
+    analyzer = f"{layout.keyword_schema}.analyzer".replace("'", "''")
+    return [
+        f"drop schema if exists {_identifier(layout.legacy_fts_schema)} cascade",
+        f"create schema if not exists {_identifier(layout.keyword_schema)}",
+        # The analyzer: an fts index over an empty table gives the extension's `tokenize`
+        # macro and `stopwords` table, so a term is exactly what match_bm25 takes it to be.
+        f"create table if not exists {_identifier(layout.keyword_schema)}.analyzer "
+        "(id varchar, text varchar)",
+        f"pragma create_fts_index('{analyzer}', 'id', 'text', overwrite = 1)",
+        *_substitute("keyword_index.sql", layout),
+    ]
 
 
 def install(
@@ -71,11 +93,12 @@ def install(
     dimension: int,
     keyword_index: bool = True,
 ) -> None:
-    """Create the BM25 index (unless `keyword_index` is false: it is already there) and the
-    search table macros in a database holding the store."""
+    """Bring the BM25 index up to date (unless `keyword_index` is false: it is already
+    current) and create the search table macros in a database holding the store."""
     load_extension(conn, "fts")
     if keyword_index:
-        conn.execute(keyword_index_sql(layout))
+        for statement in keyword_index_sql(layout):
+            conn.execute(statement)
     for statement in render(layout, dimension):
         conn.execute(statement)
 
@@ -89,8 +112,9 @@ def install_sql_json(
     return json.dumps(render(layout, dimension))
 
 
-def keyword_index_sql_for(schema: str, store: str) -> str:
-    return keyword_index_sql(StoreLayout(schema, store))
+def keyword_index_sql_json(schema: str, store: str) -> str:
+    """keyword_index_sql as a JSON list, for the dbt post-hook to run one by one."""
+    return json.dumps(keyword_index_sql(StoreLayout(schema, store)))
 
 
 def split_statements(sql: str) -> list[str]:

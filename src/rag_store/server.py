@@ -1110,7 +1110,7 @@ class Api:
                 "embedder": embedder.model_ref,
                 "dimension": store.dimension,
                 "published_at": store.published_at,
-                "snapshot_key": store.info.get("snapshot_key"),
+                "changed_documents": store.info.get("changed_documents"),
                 "served_since": store.opened_at.isoformat(timespec="seconds"),
                 "access_control": store.restricted_documents,
                 "vector_index": store.index_note,

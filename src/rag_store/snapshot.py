@@ -1,12 +1,16 @@
-"""Publishing: the read-only snapshot analysts, the CLI and applications open while dbt
-holds the main file. The one home of what is published, where it goes and how it is built.
+"""Publishing: the read-only snapshot analysts, the CLI, the server and applications open
+while dbt holds the main file. The one home of what is published, where it goes and how.
 
 After a build in which nothing failed, the `publish_snapshot` on-run-end hook asks
-`publish_plan()` what to export (the tables of PUBLISHED_TABLES, the paths derived from the
-dbt target, whether the current snapshot's retrieval_store can be kept), runs the exports
-on dbt's connection (only it can read the store while dbt holds it), and hands the plan to
-`publish_snapshot()`, which builds a fresh DuckDB file — tables, BM25 index and the search
-table macros — and swaps it in with a rename, so readers see the old snapshot or the new.
+`publish_plan()` for the statements of this publish and runs them on dbt's connection (only
+it can read the store while dbt holds it). A publish costs what the build changed: the
+current snapshot is copied to a staging file, attached, and patched with the documents whose
+rows differ from the store's (the row key retrieval_store itself uses); the keyword index
+re-tokenizes only their chunks (sql/keyword_index.sql) and the small tables are replaced.
+`publish_swap()` then renames the staging file over the snapshot, so a reader sees the old
+store or the new one, never half of one, and keeps the replaced snapshot as
+`<snapshot>.previous` for `rollback()`. A snapshot of another layout, or none, is built
+whole the same way from an empty file.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ import json
 import os
 import re
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from rag_store import search_macros
+from rag_store.duckdb_ext import load_extension
 
 # The main database file when neither the profile nor the caller names one; profiles.yml
 # states the same default for dbt (`RAG_STORE_DB` overrides both).
@@ -31,10 +37,13 @@ DEFAULT_DATABASE = "warehouse/rag_store.duckdb"
 # In the snapshot the macros live in main beside the tables; store_info has the model_id.
 SNAPSHOT_STORE = search_macros.StoreLayout("main", "retrieval_store", "store_info")
 
-# Every published table and the query (over the dbt target's schema) that exports it.
+# The store and the query (over the dbt target's `{schema}`) that it is patched from.
+STORE_TABLE = "retrieval_store"
+STORE_QUERY = "select * from {schema}.retrieval_store"
+
+# The small tables replaced whole on every publish and the queries that export them.
 # Optional tables are skipped while they do not exist (embedding_runs before any embedding).
 PUBLISHED_TABLES: dict[str, str] = {
-    "retrieval_store": "select * from {schema}.retrieval_store",
     "documents": (
         "select doc_id, title, source_uri, updated_at, _loaded_at, metadata, "
         "allowed_principals from {schema}.int_documents__latest where not is_deleted"
@@ -43,23 +52,26 @@ PUBLISHED_TABLES: dict[str, str] = {
     "pipeline_health": "select * from {schema}.pipeline_health",
     "embedding_runs": "select * from {schema}.embedding_runs",
     "store_info": (
-        "select model_id, model_reference, dimension, acl_deny_by_default, "
-        "(now() at time zone 'UTC') as published_at, "
-        "{fingerprint} as retrieval_store_fingerprint from {schema}.int_active_embedder"
+        "select model_id, model_reference, dimension, acl_deny_by_default "
+        "from {schema}.int_active_embedder"
     ),
 }
 OPTIONAL_TABLES = frozenset({"embedding_runs"})
 
+# Bump when the snapshot's layout changes (tables, columns, storage settings): a snapshot of
+# another layout (or keyword analyzer) is never patched, it is built whole once.
+SNAPSHOT_LAYOUT = "4"
+
+# The staging file is attached to dbt's connection under this name while it is patched.
+STAGING_ALIAS = "rag_publish"
+
 
 def publish_inputs() -> list[str]:
     """The relations of the store's schema that a publish reads (optional tables aside)."""
-    names = {
-        name
-        for table, query in PUBLISHED_TABLES.items()
-        if table not in OPTIONAL_TABLES
-        for name in re.findall(r"\{schema\}\.(\w+)", query)
-    }
-    return sorted(names)
+    queries = [STORE_QUERY] + [
+        query for table, query in PUBLISHED_TABLES.items() if table not in OPTIONAL_TABLES
+    ]
+    return sorted({name for query in queries for name in re.findall(r"\{schema\}\.(\w+)", query)})
 
 
 def publish_inputs_json() -> str:
@@ -106,69 +118,25 @@ def default_snapshot_path(db_path: str | os.PathLike) -> Path:
     return snapshot_paths(db_path).snapshot
 
 
-# Bump when the snapshot's layout changes (tables, storage settings, index): a snapshot of
-# another layout is never reused, whatever its content.
-SNAPSHOT_LAYOUT = "3"
-
-
-def snapshot_key(fingerprint: str) -> str:
-    """What a reusable snapshot must have been published with: the same retrieval_store
-    (`fingerprint`, computed by the publish_snapshot macro), layout and search macros."""
+def layout_key() -> str:
+    """What a snapshot must have been published with to be patched rather than rebuilt: the
+    layout and the keyword analyzer that made its index."""
     digest = hashlib.sha256()
-    for part in (SNAPSHOT_LAYOUT, search_macros.template(), fingerprint):
+    for part in (SNAPSHOT_LAYOUT, search_macros.template("keyword_index.sql")):
         digest.update(part.encode("utf-8") + b"\x1f")
-    return digest.hexdigest()
+    return digest.hexdigest()[:16]
 
 
-def snapshot_is_current(snapshot_path: str, fingerprint: str) -> bool:
-    """Whether the published snapshot already holds exactly this retrieval_store."""
-    if not fingerprint or not Path(snapshot_path).exists():
+def _patchable(snapshot: Path) -> bool:
+    """Whether the published snapshot can be patched: it exists, opens, has this layout."""
+    if not snapshot.exists():
         return False
     try:
-        with duckdb.connect(str(snapshot_path), read_only=True) as conn:
-            row = conn.execute("select snapshot_key from store_info").fetchone()
+        with duckdb.connect(str(snapshot), read_only=True) as conn:
+            row = conn.execute("select snapshot_layout from store_info").fetchone()
     except duckdb.Error:
         return False
-    return bool(row) and row[0] == snapshot_key(fingerprint)
-
-
-def publish_plan(database: str, schema: str, override: str, fingerprint: str) -> dict:
-    """What the on-run-end hook exports, and where: one entry per published table with its
-    query and Parquet file. When the current snapshot already holds exactly this
-    retrieval_store (same fingerprint, layout and macros), retrieval_store is not exported
-    and `publish_snapshot` keeps the snapshot's copy with its BM25 index."""
-    paths = snapshot_paths(database, override, schema)
-    reuse = snapshot_is_current(str(paths.snapshot), fingerprint)
-    export_dir = paths.export_dir
-    try:
-        # Left over from a failed run, if it exists.
-        shutil.rmtree(export_dir, ignore_errors=True)
-        export_dir.mkdir(parents=True)
-    except OSError as exc:
-        raise PublishError(_os_failure(f"preparing {export_dir}", exc)) from None
-    literal = "'" + fingerprint.replace("'", "''") + "'"
-    exports = [
-        {
-            "table": table,
-            "query": query.format(schema=schema, fingerprint=literal),
-            "file": str(export_dir / f"{table}.parquet"),
-            "optional": table in OPTIONAL_TABLES,
-        }
-        for table, query in PUBLISHED_TABLES.items()
-        if not (reuse and table == "retrieval_store")
-    ]
-    return {
-        "snapshot": str(paths.snapshot),
-        "parquet": str(paths.parquet),
-        "export_dir": str(export_dir),
-        "reuse": reuse,
-        "exports": exports,
-    }
-
-
-def publish_plan_json(database: str, schema: str, override: str | None, fingerprint: str) -> str:
-    """publish_plan as JSON text, for the on-run-end hook (`fromjson` in Jinja)."""
-    return json.dumps(publish_plan(database, schema, override or "", fingerprint))
+    return bool(row) and row[0] == layout_key()
 
 
 class PublishError(RuntimeError):
@@ -187,11 +155,168 @@ def _os_failure(action: str, exc: OSError) -> str:
     )
 
 
-def publish_snapshot(plan_json: str) -> str:
-    """Build the snapshot from the plan's Parquet export and swap it in; see publish_plan."""
+def _literal(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _staging(snapshot: Path) -> Path:
+    return snapshot.with_name(snapshot.name + ".tmp")
+
+
+def previous_path(snapshot: str | os.PathLike) -> Path:
+    """Where the snapshot a publish replaced is kept, for `rollback`."""
+    snapshot = Path(snapshot)
+    return snapshot.with_name(snapshot.name + ".previous")
+
+
+def _prepare_staging(snapshot: Path, patch: bool) -> Path:
+    """A fresh staging file: a copy of the snapshot to patch, or none (built whole)."""
+    staging = _staging(snapshot)
+    try:
+        for leftover in (staging, Path(f"{staging}.wal")):
+            leftover.unlink(missing_ok=True)
+        snapshot.parent.mkdir(parents=True, exist_ok=True)
+        if patch:
+            shutil.copyfile(snapshot, staging)
+    except OSError as exc:
+        raise PublishError(_os_failure(f"preparing {staging}", exc)) from None
+    return staging
+
+
+def publish_statements(
+    sources: dict[str, str],
+    row_key: list[str],
+    dimension: int,
+    patch: bool,
+    staging: str | os.PathLike,
+    home_catalog: str,
+) -> list[dict]:
+    """The statements of one publish, run in order on a connection that can read `sources`
+    (table -> query; STORE_TABLE and every PUBLISHED_TABLES entry that exists). Each is
+    `{"sql": ..., "requires": table or None}`: a statement whose table is optional and
+    missing is skipped by the caller. Patching compares `row_key` columns per document."""
+    key = ", ".join(_identifier(column) for column in row_key)
+    store = f"main.{STORE_TABLE}"
+    # Vectors as FLOAT[d] whatever the source (a Parquet export may hold FLOAT[]).
+    source = (
+        f"(select * replace (embedding::float[{int(dimension)}] as embedding) "
+        f"from ({sources[STORE_TABLE]}))"
+    )
+    statements = [
+        f"attach {_literal(staging)} as {STAGING_ALIAS}",
+        # Float compression (ALP/ALPRD) makes every exact vector scan decompress every
+        # vector: 2-3x slower searches for a bigger file (see docs/benchmarks.md).
+        "set disabled_compression_methods = 'alp,alprd,chimp,patas'",
+        f"use {STAGING_ALIAS}",
+    ]
+    if patch:
+        statements += [
+            "create or replace temp table rag_publish_changes as select distinct doc_id from ("
+            f"(select {key} from {store} except select {key} from {source}) union all "
+            f"(select {key} from {source} except select {key} from {store}))",
+            f"delete from {store} where doc_id in (select doc_id from rag_publish_changes)",
+            f"insert into {store} by name select * from {source} as source "
+            "where doc_id in (select doc_id from rag_publish_changes) order by doc_id, chunk_index",
+        ]
+    else:
+        statements += [
+            "create or replace temp table rag_publish_changes as "
+            f"select distinct doc_id from {source}",
+            f"create table {store} as select * from {source} order by doc_id, chunk_index",
+        ]
+    for table in PUBLISHED_TABLES:
+        if table not in sources:  # an export made outside dbt may hold only some tables
+            continue
+        if table == "store_info":
+            query = (
+                f"select *, (now() at time zone 'UTC') as published_at, "
+                f"{_literal(layout_key())} as snapshot_layout, "
+                "(select count(*) from rag_publish_changes) as changed_documents, "
+                f"{'false' if patch else 'true'} as built_whole "
+                f"from ({sources[table]})"
+            )
+        else:
+            query = sources[table]
+        statements.append(f"create or replace table main.{table} as {query}")
+    statements.append("drop table rag_publish_changes")
+    statements += search_macros.keyword_index_sql(SNAPSHOT_STORE)
+    statements += search_macros.render(SNAPSHOT_STORE, dimension)
+    statements += [
+        f"use {_identifier(home_catalog)}",
+        f"checkpoint {STAGING_ALIAS}",
+        f"detach {STAGING_ALIAS}",
+        "reset disabled_compression_methods",
+    ]
+    required = {f"create or replace table main.{table} ": table for table in OPTIONAL_TABLES}
+    return [
+        {
+            "sql": sql,
+            "requires": next(
+                (table for prefix, table in required.items() if sql.startswith(prefix)), None
+            ),
+        }
+        for sql in statements
+    ]
+
+
+def publish_plan(
+    database: str,
+    catalog: str,
+    schema: str,
+    override: str,
+    row_key_json: str,
+    dimension: int,
+    home_catalog: str,
+) -> dict:
+    """The on-run-end hook's plan: the staging file (a copy of the current snapshot when it
+    can be patched) and the statements that bring it up to the store in `catalog.schema`,
+    returning the connection to `home_catalog` (its default database) when done."""
+    paths = snapshot_paths(database, override, schema)
+    patch = _patchable(paths.snapshot)
+    staging = _prepare_staging(paths.snapshot, patch)
+    qualified = f"{_identifier(catalog)}.{_identifier(schema)}"
+    sources = {
+        table: query.format(schema=qualified)
+        for table, query in {STORE_TABLE: STORE_QUERY, **PUBLISHED_TABLES}.items()
+    }
+    statements = publish_statements(
+        sources, json.loads(row_key_json), dimension, patch, staging, home_catalog
+    )
+    return {
+        "snapshot": str(paths.snapshot),
+        "parquet": str(paths.parquet),
+        "staging": str(staging),
+        "patch": patch,
+        "statements": statements,
+    }
+
+
+def publish_plan_json(
+    database: str,
+    catalog: str,
+    schema: str,
+    override: str | None,
+    row_key_json: str,
+    dimension: int,
+    home_catalog: str,
+) -> str:
+    """publish_plan as JSON text, for the on-run-end hook (`fromjson` in Jinja)."""
+    plan = publish_plan(
+        database, catalog, schema, override or "", row_key_json, dimension, home_catalog
+    )
+    return json.dumps(plan)
+
+
+def publish_swap(plan_json: str) -> str:
+    """Swap the patched staging file in (see publish_plan) and refresh the Parquet copy of
+    retrieval_store when the store changed or the copy is missing."""
     plan = json.loads(plan_json)
     try:
-        return _publish(plan)
+        return _swap(Path(plan["staging"]), Path(plan["snapshot"]), Path(plan["parquet"]))
     except OSError as exc:
         raise PublishError(_os_failure(f"publishing {plan['snapshot']}", exc)) from None
     except duckdb.IOException as exc:
@@ -201,68 +326,82 @@ def publish_snapshot(plan_json: str) -> str:
             "the previous snapshot is unchanged"
         ) from None
     finally:
-        shutil.rmtree(plan["export_dir"], ignore_errors=True)
+        for leftover in (Path(plan["staging"]), Path(f"{plan['staging']}.wal")):
+            leftover.unlink(missing_ok=True)
+
+
+def _swap(staging: Path, snapshot: Path, parquet: Path) -> str:
+    started = time.perf_counter()
+    parquet_staging = parquet.with_name(parquet.name + ".tmp")
+    with duckdb.connect(str(staging), read_only=True) as conn:
+        changed, whole = conn.execute(
+            "select changed_documents, built_whole from store_info"
+        ).fetchone()
+        refresh_parquet = whole or changed > 0 or not parquet.exists()
+        if refresh_parquet:
+            conn.execute(f"copy {STORE_TABLE} to {_literal(parquet_staging)} (format parquet)")
+    if snapshot.exists():
+        previous = previous_path(snapshot)
+        previous.unlink(missing_ok=True)
+        os.link(snapshot, previous)
+    os.replace(staging, snapshot)
+    if refresh_parquet:
+        os.replace(parquet_staging, parquet)
+    how = "built whole" if whole else f"{changed} document(s) changed"
+    return f"published {snapshot} ({how}, {time.perf_counter() - started:.1f}s to swap)"
+
+
+def rollback(snapshot: str | os.PathLike) -> str:
+    """Make the snapshot that the last publish replaced current again, exactly, and keep the
+    one it replaces as the new `.previous` (a second rollback undoes the first). The next
+    successful build publishes over it as usual."""
+    snapshot = Path(snapshot)
+    previous = previous_path(snapshot)
+    if not previous.exists():
+        raise PublishError(
+            f"rag-store: no previous snapshot to roll back to ({previous} does not exist); "
+            "one is kept from the second publish on"
+        )
+    staging = _staging(snapshot)
+    paths = snapshot_paths("", str(snapshot))
+    try:
+        staging.unlink(missing_ok=True)
+        os.replace(previous, staging)
+        if snapshot.exists():
+            os.link(snapshot, previous)
+        os.replace(staging, snapshot)
+        parquet_staging = paths.parquet.with_name(paths.parquet.name + ".tmp")
+        with duckdb.connect(str(snapshot), read_only=True) as conn:
+            conn.execute(f"copy {STORE_TABLE} to {_literal(parquet_staging)} (format parquet)")
+            (published_at,) = conn.execute("select published_at from store_info").fetchone()
+        os.replace(parquet_staging, paths.parquet)
+    except OSError as exc:
+        raise PublishError(_os_failure(f"rolling back {snapshot}", exc)) from None
+    return f"rolled back {snapshot} to the store published at {published_at}"
 
 
 def publish_export(export_dir: str | os.PathLike, snapshot: str | os.PathLike) -> str:
     """Publish a snapshot from an export directory made outside dbt (benchmarks, tools):
-    Parquet files named after PUBLISHED_TABLES, store_info included. Nothing is reused."""
+    Parquet files named after retrieval_store and PUBLISHED_TABLES, store_info included
+    (a `row_key` is not needed: the snapshot is built whole)."""
+    export = Path(export_dir)
     paths = snapshot_paths("", str(snapshot))
-    plan = {
-        "snapshot": str(paths.snapshot),
-        "parquet": str(paths.parquet),
-        "export_dir": str(export_dir),
-        "reuse": False,
-        "exports": [],
+    staging = _prepare_staging(paths.snapshot, patch=False)
+    sources = {
+        table: f"select * from read_parquet({_literal(export / f'{table}.parquet')})"
+        for table in (STORE_TABLE, *PUBLISHED_TABLES)
+        if (export / f"{table}.parquet").exists()
     }
-    return publish_snapshot(json.dumps(plan))
-
-
-def _publish(plan: dict) -> str:
-    export = Path(plan["export_dir"])
-    snapshot = Path(plan["snapshot"])
-    parquet = Path(plan["parquet"])
-    reuse = bool(plan["reuse"])
-    staging = snapshot.with_name(snapshot.name + ".tmp")
-    for leftover in (staging, Path(f"{staging}.wal")):
-        leftover.unlink(missing_ok=True)
     with duckdb.connect() as scratch:
-        info = scratch.execute(f"select * from read_parquet('{export / 'store_info.parquet'}')")
-        columns = [column[0] for column in info.description]
-        row = dict(zip(columns, info.fetchone(), strict=True))
-    # Without a fingerprint (an export made by other code) the snapshot is never reused.
-    fingerprint = row.get("retrieval_store_fingerprint") or ""
-    if reuse:
-        shutil.copyfile(snapshot, staging)
-    with duckdb.connect(str(staging)) as conn:
-        # Float compression (ALP/ALPRD) makes every exact vector scan decompress every
-        # vector: 2-3x slower searches for a bigger file (see docs/benchmarks.md).
-        conn.execute("set disabled_compression_methods = 'alp,alprd,chimp,patas'")
-        for table in PUBLISHED_TABLES:
-            source = export / f"{table}.parquet"
-            if not source.exists():
+        (dimension,) = scratch.execute(
+            f"select dimension from ({sources['store_info']})"
+        ).fetchone()
+        load_extension(scratch, "fts")
+        for statement in publish_statements(
+            sources, ["doc_id"], int(dimension), False, staging, "memory"
+        ):
+            if statement["requires"] and statement["requires"] not in sources:
                 continue
-            conn.execute(
-                f"create or replace table {table} as select * from read_parquet('{source}')"
-            )
-        (dimension,) = conn.execute("select dimension from store_info").fetchone()
-        if not reuse:
-            conn.execute(
-                "create or replace table retrieval_store as select * replace "
-                f"(embedding::float[{int(dimension)}] as embedding) from retrieval_store"
-            )
-        conn.execute("alter table store_info add column snapshot_key varchar")
-        conn.execute(
-            "update store_info set snapshot_key = $key", {"key": snapshot_key(fingerprint)}
-        )
-        search_macros.install(conn, SNAPSHOT_STORE, dimension, keyword_index=not reuse)
-        if reuse and not parquet.exists():
-            conn.execute(f"copy retrieval_store to '{export / 'retrieval_store.parquet'}'")
-        conn.execute("checkpoint")
-    os.replace(staging, snapshot)
-    if (export / "retrieval_store.parquet").exists():
-        parquet_staging = parquet.with_name(parquet.name + ".tmp")
-        shutil.copyfile(export / "retrieval_store.parquet", parquet_staging)
-        os.replace(parquet_staging, parquet)
-    kept = " (retrieval_store unchanged: kept with its index)" if reuse else ""
-    return f"published {snapshot} and {parquet}{kept}"
+            scratch.execute(statement["sql"])
+    plan = {"staging": str(staging), "snapshot": str(paths.snapshot), "parquet": str(paths.parquet)}
+    return publish_swap(json.dumps(plan))

@@ -1,7 +1,8 @@
 -- The one definition of every search, as DuckDB table macros. Rendered per store by
 -- rag_store.search_macros: $schema is where the macros live, $store the retrieval_store
--- relation, $embedder a one-row relation holding the store's model_id, $fts_schema the
--- schema of the store's BM25 index, $dimension the vector dimension. All results are
+-- relation, $embedder a one-row relation holding the store's model_id, $keyword_schema the
+-- schema of the store's BM25 index and $analyzer_schema the full-text extension's analyzer
+-- it was built with (sql/keyword_index.sql), $dimension the vector dimension. All results are
 -- ordered by score, then chunk_id, so ties are deterministic. Filters: doc_id / title /
 -- source_uri LIKE patterns, an inclusive updated_at range and `metadata_contains` (JSON the
 -- document's metadata must contain). Access: `principals` (a list of users and groups) is
@@ -120,10 +121,10 @@ create or replace macro $schema.similar_chunks(
     order by score desc, candidates.chunk_id asc
     limit k;
 
--- BM25 (k1 = 1.2, b = 0.75, as DuckDB's match_bm25) over the chunks the caller may read:
--- the document count, mean length and each term's document frequency leave out every
--- chunk the caller may not read (computed from the index's totals minus those chunks), so
--- a caller's scores are those of a store holding only what it may read.
+-- BM25 (k1 = 1.2, b = 0.75, as DuckDB's match_bm25) over the chunks the caller may read,
+-- from the store's keyword index (sql/keyword_index.sql): the document count, mean length
+-- and each term's document frequency leave out every chunk the caller may not read, so a
+-- caller's scores are those of a store holding only what it may read.
 create or replace macro $schema.search_keyword(
     query_text, k := 10,
     doc_id_like := '%', title_like := '%', source_uri_like := '%',
@@ -132,67 +133,52 @@ create or replace macro $schema.search_keyword(
 ) as table
     with
     query_terms as (
-        select
-            dict.termid,
-            dict.df
-        from $fts_schema.dict as dict
-        where dict.term in (
-            select stem(unnest($fts_schema.tokenize(query_text)), 'porter')
-        )
+        select distinct stem(unnest($analyzer_schema.tokenize(query_text)), 'porter') as term
     ),
 
     postings as (
         select
-            terms.docid,
-            terms.termid,
-            count(*) as tf
-        from $fts_schema.terms as terms
-        where terms.termid in (select query_terms.termid from query_terms)
-        group by terms.docid, terms.termid
+            terms.chunk_id,
+            terms.term,
+            terms.tf
+        from $keyword_schema.terms as terms
+        where terms.term in (select query_terms.term from query_terms)
     ),
 
     unreadable as (
         select
-            docs.docid,
+            docs.chunk_id,
             docs.len
         from $store as store
-        inner join $fts_schema.docs as docs on store.chunk_id = docs.name
+        inner join $keyword_schema.docs as docs on store.chunk_id = docs.chunk_id
         where not $schema.may_read(store.allowed_principals, principals)
-    ),
-
-    hidden as (
-        select
-            count(*) as chunks,
-            coalesce(sum(unreadable.len), 0) as tokens
-        from unreadable
     ),
 
     collection as (
         select
-            stats.num_docs - hidden.chunks as num_docs,
-            (stats.num_docs * stats.avgdl - hidden.tokens)
-            / nullif(stats.num_docs - hidden.chunks, 0) as avgdl
-        from $fts_schema.stats as stats
-        cross join hidden
+            count(*) - (select count(*) from unreadable) as num_docs,
+            (sum(docs.len) - (select coalesce(sum(unreadable.len), 0) from unreadable))
+            / nullif(count(*) - (select count(*) from unreadable), 0) as avgdl
+        from $keyword_schema.docs as docs
     ),
 
     readable_postings as (
         select postings.*
         from postings
-        anti join unreadable on postings.docid = unreadable.docid
+        anti join unreadable on postings.chunk_id = unreadable.chunk_id
     ),
 
     readable_df as (
         select
-            termid,
+            term,
             count(*) as df
         from readable_postings
-        group by termid
+        group by term
     ),
 
     scores as (
         select
-            docs.name as chunk_id,
+            readable_postings.chunk_id,
             sum(
                 log((collection.num_docs - readable_df.df + 0.5) / (readable_df.df + 0.5) + 1)
                 * readable_postings.tf * (1.2 + 1)
@@ -202,10 +188,10 @@ create or replace macro $schema.search_keyword(
                 )
             ) as score
         from readable_postings
-        inner join readable_df on readable_postings.termid = readable_df.termid
-        inner join $fts_schema.docs as docs on readable_postings.docid = docs.docid
+        inner join readable_df on readable_postings.term = readable_df.term
+        inner join $keyword_schema.docs as docs on readable_postings.chunk_id = docs.chunk_id
         cross join collection
-        group by docs.name
+        group by readable_postings.chunk_id
     )
 
     select

@@ -1,0 +1,236 @@
+"""Delivery → searchable lag of `rag-store watch`, one-document edits, at several store sizes.
+
+For each corpus size (--docs) the script writes the deterministic synthetic corpus of
+bench/corpus.py as one feed file, builds the store once with `dbt build`, starts a real
+`rag-store watch` on it, and then delivers --edits one-document edits, one at a time, each
+as a new feed file renamed into the feed directory (as a producer should). Each edit appends
+a unique marker sentence to one section. The lag is measured from outside, the way a reader
+sees it: from the rename to the first moment a new read-only connection to the published
+snapshot finds the marker in that document's chunks (polled every 0.1 s). The watcher's own
+figures (build seconds, its lag) come from its history file. Reported: p50 / p95 / max lag,
+the build's wall time per cycle, and the snapshot's size. No figure is checked against a
+threshold.
+
+    .venv/bin/python bench/watch_lag.py --docs 1000 --edits 10
+    .venv/bin/python bench/watch_lag.py --docs 1000,10000 --model all-MiniLM-L6-v2 --json out.json
+
+`--model hash:all-MiniLM-L6-v2` (the test-only embedder) keeps the initial build short for
+big stores; one edit embeds one to three chunks, which the real model does in about 0.1 s,
+so the lag differs little between the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from corpus import make_corpus, write_feed
+from run_benchmarks import cpu_model
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def environment(db: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        RAG_STORE_DB=str(db),
+        DBT_PROFILES_DIR=str(REPO),
+        DBT_SEND_ANONYMOUS_USAGE_STATS="False",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        DBT_EXCLUDE_RESOURCE_TYPES="unit_test",
+    )
+    return env
+
+
+def snapshot_has(snapshot: Path, doc_id: str, marker: str) -> bool:
+    try:
+        with duckdb.connect(str(snapshot), read_only=True) as conn:
+            (found,) = conn.execute(
+                "select count(*) from retrieval_store "
+                "where doc_id = $d and contains(chunk_text, $m)",
+                {"d": doc_id, "m": marker},
+            ).fetchone()
+    except duckdb.Error:
+        return False
+    return found > 0
+
+
+def history(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_for(condition, timeout: float, what: str) -> float:
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def run_size(docs: int, args, workdir: Path) -> dict:
+    feed_dir = workdir / "feed"
+    db = workdir / "store.duckdb"
+    snapshot = workdir / "store_snapshot.duckdb"
+    corpus = make_corpus(docs, args.seed)
+    write_feed(feed_dir / "0000_initial.jsonl", corpus)
+    dbt_vars = json.dumps({"document_feed": f"{feed_dir}/*.jsonl", "embedding_model": args.model})
+    env = environment(db)
+    common = ["--target-path", str(workdir / "target"), "--log-path", str(workdir / "logs")]
+    started = time.perf_counter()
+    subprocess.run(
+        [str(BIN / "dbt"), "build", "--vars", dbt_vars, *common],
+        cwd=REPO,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        timeout=args.timeout,
+    )
+    initial_s = time.perf_counter() - started
+    with duckdb.connect(str(db), read_only=True) as conn:
+        (chunks,) = conn.execute("select count(*) from retrieval_store").fetchone()
+    print(f"{docs} docs: initial build {initial_s:.0f}s, {chunks} chunks", file=sys.stderr)
+
+    history_file = workdir / "store_watch_history.jsonl"
+    watcher = subprocess.Popen(
+        [
+            str(BIN / "rag-store"),
+            "watch",
+            "--project-dir",
+            str(REPO),
+            "--vars",
+            dbt_vars,
+            "--db",
+            str(db),
+            "--poll-seconds",
+            str(args.poll_seconds),
+            *common,
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lags, builds, reported = [], [], []
+    try:
+        # the catch-up build every start runs
+        wait_for(lambda: len(history(history_file)) >= 1, args.timeout, "the catch-up build")
+        for number in range(args.edits):
+            doc = corpus[(number * 7919) % len(corpus)]
+            marker = f"Revision marker {number:04d}{docs}"
+            heading, text = doc.sections[-1]
+            now = datetime.now(UTC)
+            edited = replace(
+                doc,
+                sections=(*doc.sections[:-1], (heading, f"{text} {marker}.")),
+                updated_at=now,
+                loaded_at=now,
+            )
+            staging = workdir / f"edit_{number:04d}.jsonl.part"
+            write_feed(staging, [edited])
+            cycles = len(history(history_file))
+            delivered = time.monotonic()
+            os.replace(staging, feed_dir / f"edit_{number:04d}.jsonl")
+            wait_for(
+                lambda doc_id=doc.doc_id, marker=marker: snapshot_has(snapshot, doc_id, marker),
+                args.timeout,
+                f"edit {number} to be searchable",
+            )
+            lags.append(time.monotonic() - delivered)
+            wait_for(
+                lambda cycles=cycles: len(history(history_file)) > cycles,
+                60,
+                "the watch history line",
+            )
+            record = history(history_file)[-1]
+            builds.append(record.get("build_seconds"))
+            reported.append(record.get("lag_seconds"))
+            print(f"  edit {number}: searchable after {lags[-1]:.1f}s", file=sys.stderr)
+            time.sleep(args.pause_seconds)
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        try:
+            watcher.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            watcher.kill()
+    builds = [b for b in builds if b is not None]
+    reported = [r for r in reported if r is not None]
+    return {
+        "docs": docs,
+        "chunks": chunks,
+        "initial_build_s": initial_s,
+        "edits": len(lags),
+        "lag_p50_s": statistics.median(lags),
+        "lag_p95_s": percentile(lags, 0.95),
+        "lag_max_s": max(lags),
+        "build_p50_s": statistics.median(builds) if builds else None,
+        "watch_reported_lag_p50_s": statistics.median(reported) if reported else None,
+        "snapshot_mb": snapshot.stat().st_size / 1e6,
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--docs", default="1000", help="comma-separated sizes, e.g. 1000,10000")
+    parser.add_argument("--edits", type=int, default=10)
+    parser.add_argument("--model", default="hash:all-MiniLM-L6-v2")
+    parser.add_argument("--poll-seconds", type=float, default=1.0)
+    parser.add_argument("--pause-seconds", type=float, default=1.0, help="between edits")
+    parser.add_argument("--seed", type=int, default=20261121)
+    parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("--workdir", type=Path, default=None, help="keep stores and logs here")
+    parser.add_argument("--json", type=Path, default=None, help="also write results as JSON")
+    args = parser.parse_args(argv)
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="rag-store-watch-lag-") as scratch:
+        root = args.workdir or Path(scratch)
+        for docs in (int(size) for size in args.docs.split(",")):
+            workdir = root / f"docs-{docs}"
+            workdir.mkdir(parents=True, exist_ok=True)
+            rows.append(run_size(docs, args, workdir))
+    machine = {"cpu": cpu_model(), "cpus": os.cpu_count(), "load": os.getloadavg()[0]}
+    print(
+        f"\n{machine['cpu']}, {machine['cpus']} CPUs (load {machine['load']:.1f} at the end); "
+        f"model {args.model}, poll {args.poll_seconds}s, {args.edits} one-document edits\n"
+    )
+    print("| docs | chunks | lag p50 s | lag p95 s | lag max s | build p50 s | snapshot MB |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        build = "-" if row["build_p50_s"] is None else f"{row['build_p50_s']:.1f}"
+        print(
+            f"| {row['docs']} | {row['chunks']} | {row['lag_p50_s']:.1f} | "
+            f"{row['lag_p95_s']:.1f} | {row['lag_max_s']:.1f} | {build} | "
+            f"{row['snapshot_mb']:.0f} |"
+        )
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
