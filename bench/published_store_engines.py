@@ -775,7 +775,7 @@ def report(rows: list[dict], args) -> None:
             )
         if row["today full publish s"] is not None:
             print(
-                f"| {row['chunks']:,} | today's publish (fts + macros), full rebuild | "
+                f"| {row['chunks']:,} | today's publish_export (HEAD), full rebuild | "
                 f"{row['today snapshot MB']:.0f} | {row['today full publish s']:.2f} | | | "
                 f"{row['today full publish s']:.3f} | {row['today snapshot MB']:.0f} | |"
             )
