@@ -32,8 +32,10 @@ def kill_when(process: subprocess.Popen, marker: str, timeout: float = 600) -> s
 
 
 def store_rows(project: DbtProject):
+    """retrieval_store's rows, but for when a vector was computed and a row written (clock
+    times that differ by design), and its vectors."""
     rows = project.query(
-        "select * exclude (embedded_at, embedding), embedding::float[] "
+        "select * exclude (embedded_at, stored_at, embedding), embedding::float[] "
         "from retrieval_store order by chunk_id"
     )
     return [row[:-1] for row in rows], np.array([row[-1] for row in rows], dtype=np.float32)
@@ -85,8 +87,8 @@ def test_kill_mid_embedding_then_rebuild_reuses_vectors(tmp_path, sample_subset)
         "START sql incremental model main.int_documents__latest",
         "START sql incremental model main.int_document_chunks",
         "START python incremental model main.chunk_embeddings",
-        "START sql table model main.retrieval_store",
-        "OK created sql table model main.retrieval_store",
+        "START sql incremental model main.retrieval_store",
+        "OK created sql incremental model main.retrieval_store",
     ],
 )
 def test_kill_during_any_step_leaves_a_store_the_next_build_repairs(tmp_path, marker):
