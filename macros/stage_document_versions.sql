@@ -14,8 +14,10 @@
 {%- if source_kind not in ['feed', 'directory', 'relation'] -%}
     {{ exceptions.raise_compiler_error("stage_document_versions: unknown source_kind " ~ source_kind) }}
 {%- endif -%}
+{#- Not under --empty: every source reads zero rows there by design. -#}
 {%- set must_deliver = source_relation is not none and source_var is not none
-    and rag_store.sql_bool(var('allow_empty_sources')) != 'true' -%}
+    and rag_store.sql_bool(var('allow_empty_sources')) != 'true'
+    and not rag_store.invoked_with('empty') -%}
 with
 
 delivered as (
