@@ -229,3 +229,21 @@ def test_rollback_of_a_bad_build_restores_the_store_before_it(dbt_project):
     assert keyword_hits(snapshot, "whales") == ["a"]
     search = search_cli(dbt_project, "search", "whales", "--mode", "keyword", "--json")
     assert json.loads(search.stdout)["hits"][0]["doc_id"] == "a"
+
+
+def test_the_replaced_snapshot_is_kept_where_hard_links_are_refused(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from rag_store import snapshot as publishing
+
+    current = tmp_path / "store_snapshot.duckdb"
+    current.write_bytes(b"published store")
+
+    def refuse(*_args):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", refuse)
+    kept = publishing.previous_path(current)
+    publishing._keep(current, kept)
+    assert kept.read_bytes() == b"published store"

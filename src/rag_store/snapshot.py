@@ -343,12 +343,23 @@ def _swap(staging: Path, snapshot: Path, parquet: Path) -> str:
     if snapshot.exists():
         previous = previous_path(snapshot)
         previous.unlink(missing_ok=True)
-        os.link(snapshot, previous)
+        _keep(snapshot, previous)
     os.replace(staging, snapshot)
     if refresh_parquet:
         os.replace(parquet_staging, parquet)
     how = "built whole" if whole else f"{changed} document(s) changed"
     return f"published {snapshot} ({how}, {time.perf_counter() - started:.1f}s to swap)"
+
+
+def _keep(snapshot: Path, previous: Path) -> None:
+    """Keep `snapshot` under the name `previous`: a hard link (no bytes copied), or a copy
+    where the file system has none (some network shares)."""
+    try:
+        os.link(snapshot, previous)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        shutil.copyfile(snapshot, previous)
 
 
 def rollback(snapshot: str | os.PathLike) -> str:
@@ -368,7 +379,7 @@ def rollback(snapshot: str | os.PathLike) -> str:
         staging.unlink(missing_ok=True)
         os.replace(previous, staging)
         if snapshot.exists():
-            os.link(snapshot, previous)
+            _keep(snapshot, previous)
         os.replace(staging, snapshot)
         parquet_staging = paths.parquet.with_name(paths.parquet.name + ".tmp")
         with duckdb.connect(str(snapshot), read_only=True) as conn:
