@@ -244,25 +244,14 @@ def watch_checks(db_path: Path, dbt_vars: dict, now: datetime | None = None) -> 
         who = f"pid {heartbeat.get('pid')} on {heartbeat.get('host')}"
         threshold = f">{limit:g} s without a heartbeat"
         if heartbeat.get("state") == "stopped":
-            checks.append(
-                Check(
-                    "watcher_stopped",
-                    WARN,
-                    round(age, 1) if age is not None else None,
-                    threshold,
-                    f"rag-store watch ({who}) stopped at {heartbeat.get('beat_at')}",
-                )
-            )
+            problem = f"rag-store watch ({who}) stopped at {heartbeat.get('beat_at')}"
         elif age is None or age > limit:
-            checks.append(
-                Check(
-                    "watcher_stopped",
-                    WARN,
-                    round(age, 1) if age is not None else None,
-                    threshold,
-                    f"no heartbeat from rag-store watch ({who}) since {heartbeat.get('beat_at')}",
-                )
-            )
+            problem = f"no heartbeat from rag-store watch ({who}) since {heartbeat.get('beat_at')}"
+        else:
+            problem = None
+        if problem:
+            observed = round(age, 1) if age is not None else None
+            checks.append(Check("watcher_stopped", WARN, observed, threshold, problem))
         else:
             checks.append(Check("watcher_stopped", OK, round(age, 1), threshold))
     records = read_history(paths.history)
