@@ -9,8 +9,11 @@
     source_kind:     'feed', 'directory' or 'relation'; kept on every row.
     source_var:      the var that configures the source. A configured source that delivers
                      no row at all fails the build with a message naming it (a mount that
-                     is gone, a glob with a typo), unless var allow_empty_sources is true. -#}
-{% macro stage_document_versions(source_relation, source_kind, source_var=none) -%}
+                     is gone, a glob with a typo), unless var allow_empty_sources is true.
+    earlier_deliveries: for a source staged incrementally (the feed), the rows staged by
+                     earlier builds: a new row that conflicts with one of them is refused
+                     (they were delivered first), and they count as delivered rows. -#}
+{% macro stage_document_versions(source_relation, source_kind, source_var=none, earlier_deliveries=none) -%}
 {%- if source_kind not in ['feed', 'directory', 'relation'] -%}
     {{ exceptions.raise_compiler_error("stage_document_versions: unknown source_kind " ~ source_kind) }}
 {%- endif -%}
@@ -36,7 +39,8 @@ source as (
         null::varchar as metadata,
         null::varchar as allowed_principals,
         null::integer [] as _pages,
-        null::varchar as _page_kind
+        null::varchar as _page_kind,
+        null::varchar as _source_fingerprint
     where false
     {%- if must_deliver %}
         union all by name
@@ -48,7 +52,11 @@ source as (
                 || ') delivers nothing: no file or row matches it. Fix the var, or set var '
                 || 'allow_empty_sources: true if an empty source is intended.'
             )::varchar as _source_file
-        where (select count(*) from delivered) = 0
+        where
+            (select count(*) from delivered) = 0
+            {%- if earlier_deliveries is not none %}
+                and not exists (select 1 from {{ earlier_deliveries }})
+            {%- endif %}
     {%- endif %}
 ),
 
@@ -56,6 +64,7 @@ cleaned as (
     select
         '{{ source_kind }}' as source_kind,
         _source_file as source_file,
+        _source_fingerprint as source_fingerprint,
         _line_number as line_number,
         left(_raw_line, 500) as raw_excerpt,
         _parse_error as parse_error,
@@ -156,6 +165,40 @@ flagged as (
     from hashed
 ),
 
+{%- if earlier_deliveries is not none %}
+
+    competing as (
+        {#- Accepted rows staged by earlier builds, for the documents this build delivers:
+            they were delivered first (files read again are not earlier deliveries). -#}
+        select
+            *,
+            false as is_earlier
+        from flagged
+        union all by name
+        select
+            earlier.doc_id,
+            earlier.updated_at,
+            earlier.content_hash,
+            earlier._loaded_at,
+            earlier.source_file,
+            earlier.line_number,
+            true as is_earlier
+        from {{ earlier_deliveries }} as earlier
+        where
+            earlier.reject_reason is null
+            and earlier.doc_id in (select flagged.doc_id from flagged)
+            and earlier.source_file not in (select flagged.source_file from flagged)
+    ),
+{%- else %}
+
+    competing as (
+        select
+            *,
+            false as is_earlier
+        from flagged
+    ),
+{%- endif %}
+
 conflicts as (
     {#- Same doc_id and updated_at but different content: the first delivery stands, every
         later conflicting row is refused (deterministic in incremental and full builds). -#}
@@ -165,19 +208,20 @@ conflicts as (
             when reject_reason is null
                 and content_hash != first_value(content_hash) over (
                     partition by doc_id, updated_at, reject_reason is null
-                    order by _loaded_at, source_file, line_number
+                    order by is_earlier desc, _loaded_at, source_file, line_number
                 )
                 then 'conflicting_duplicate'
             else reject_reason
         end as final_reject_reason
-    from flagged
+    from competing
 )
 
 select
     * exclude (
         reject_reason, final_reject_reason, has_unparseable_metadata, has_bad_metadata,
-        has_unparseable_principals, has_bad_principals, has_invalid_principals
+        has_unparseable_principals, has_bad_principals, has_invalid_principals, is_earlier
     ),
     final_reject_reason as reject_reason
 from conflicts
+where not is_earlier
 {%- endmacro %}

@@ -323,3 +323,53 @@ def test_a_build_rewrites_and_reindexes_only_the_documents_that_changed(dbt_proj
     assert dbt_project.query(
         "select distinct allowed_principals from retrieval_store where doc_id = 'c'"
     ) == [(["ops"],)]
+
+
+def test_feed_files_are_parsed_once_and_again_only_when_rewritten(dbt_project):
+    """Staging reads a feed file again only when its fingerprint (size, modification time in
+    ns, inode) changed. A file edited behind an unchanged fingerprint is therefore not parsed
+    again, which is how this test sees that it was not."""
+    dbt_project.vars = dict(HASH_EMBEDDER)
+
+    def texts() -> dict[str, str]:
+        return dict(dbt_project.query("select doc_id, chunk_text from retrieval_store"))
+
+    first = write_feed(
+        dbt_project, "1.jsonl", [document("a", "Whales sing."), document("b", "Owls hoot.")]
+    )
+    dbt_project.build()
+
+    # Same size, same inode, modification time put back: not parsed again.
+    seen = first.stat()
+    first.write_text(first.read_text().replace("Whales sing.", "Whales SANG."))
+    os.utime(first, ns=(seen.st_atime_ns, seen.st_mtime_ns))
+    second = write_feed(dbt_project, "2.jsonl", [document("c", "Herons wade.")])
+    dbt_project.build()
+    assert texts() == {"a": "Whales sing.", "b": "Owls hoot.", "c": "Herons wade."}
+
+    # Replaced by a rename with the same size and time: another inode, so read again.
+    seen = second.stat()
+    replacement = write_feed(
+        dbt_project,
+        "2.jsonl.part",
+        [document("c", "Herons WADE.", updated_at=LATER, _loaded_at=LATER)],
+    )
+    assert replacement.stat().st_size == seen.st_size
+    os.utime(replacement, ns=(seen.st_atime_ns, seen.st_mtime_ns))
+    os.replace(replacement, second)
+    # A later file's version that conflicts with a staged one: the earlier delivery stands.
+    write_feed(dbt_project, "3.jsonl", [document("b", "Owls HOOT.", _loaded_at=LATER)])
+    dbt_project.build()
+    assert texts() == {"a": "Whales sing.", "b": "Owls hoot.", "c": "Herons WADE."}
+    assert dbt_project.query(
+        "select doc_id, parse_filename(source_file) from documents_rejected"
+    ) == [("b", "3.jsonl")]
+
+    # A file that is gone leaves staging; its documents stay (a feed is a history).
+    first.unlink()
+    dbt_project.build()
+    staged = dbt_project.query(
+        "select distinct parse_filename(source_file) from stg_docs__document_changes order by 1"
+    )
+    assert staged == [("2.jsonl",), ("3.jsonl",)]
+    assert texts() == {"a": "Whales sing.", "b": "Owls hoot.", "c": "Herons WADE."}

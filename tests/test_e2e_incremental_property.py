@@ -2,6 +2,9 @@
 from scratch on the same files — retrieval_store, its keyword index, and the published
 snapshot (patched with each build's changes) with its keyword index.
 
+Feed files are staged file by file: a batch may also append rows to the previous batch's
+file ("amend"), which the incremental build must notice as a rewritten file and read again.
+
 The mass-delete guard is part of the model: a batch whose tombstones would take more than
 `max_tombstone_fraction` of the live documents (and more than one) must fail and leave the
 store as it was, and must land once the threshold allows it.
@@ -34,7 +37,7 @@ TOMBSTONE_FRACTION = 0.5
 ACCESS = (None, ["hr"], ["eng", "hr"], "ops")
 
 operation = st.tuples(
-    st.sampled_from(["insert_or_update", "delete", "late", "duplicate"]),
+    st.sampled_from(["insert_or_update", "delete", "late", "duplicate", "amend"]),
     st.sampled_from(DOC_IDS),
     st.integers(min_value=1, max_value=4),  # sections in the new body
     st.integers(min_value=0, max_value=3),  # which edit marker
@@ -90,7 +93,8 @@ def guard_expected(live_before: set[str], live_now: set[str]) -> bool:
 
 
 def materialise(history) -> list[list[dict]]:
-    """Turn abstract operations into feed rows with consistent timestamps."""
+    """Turn abstract operations into feed rows with consistent timestamps. A row of an
+    "amend" operation carries `_file`: the earlier batch whose file it is appended to."""
     batches, delivered, current_update = [], [], {}
     clock = EPOCH
     for batch_number, operations in enumerate(history):
@@ -99,7 +103,7 @@ def materialise(history) -> list[list[dict]]:
         for kind, doc_id, sections, marker in operations:
             clock += timedelta(hours=1)
             body = long_body(sections, f"Edit {marker}.")
-            if kind == "insert_or_update":
+            if kind in ("insert_or_update", "amend"):
                 row = document(
                     doc_id,
                     body,
@@ -109,6 +113,8 @@ def materialise(history) -> list[list[dict]]:
                     allowed_principals=ACCESS[marker],
                 )
                 current_update[doc_id] = clock
+                if kind == "amend":
+                    row["_file"] = max(batch_number - 1, 0)
             elif kind == "delete":
                 row = document(
                     doc_id, "", is_deleted=True, updated_at=iso(clock), _loaded_at=loaded_at
@@ -153,11 +159,18 @@ def test_incremental_equals_full_rebuild_after_every_batch(tmp_path_factory, his
     incremental = DbtProject(tmp_path_factory.mktemp("incremental"), {**HASH_EMBEDDER, **guard})
     state: dict = {}
     live: set[str] = set()
+    files: dict[int, list[dict]] = {}
     for number, rows in enumerate(materialise(history)):
         if not rows:
             continue
         live_before, live = live, live_after(state, rows)
-        write_feed(incremental, f"batch_{number:02d}.jsonl", rows)
+        touched = set()
+        for row in rows:
+            target = row.pop("_file", number)
+            files.setdefault(target, []).append(row)
+            touched.add(target)
+        for target in sorted(touched):  # an amended file is rewritten whole, as producers do
+            write_feed(incremental, f"batch_{target:02d}.jsonl", files[target])
         if guard_expected(live_before, live):
             before = comparable_store(incremental)
             blocked = incremental.build(check=False)

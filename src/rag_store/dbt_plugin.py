@@ -195,6 +195,14 @@ UDFS: tuple[Udf, ...] = (
     # rag_convert(content, filename) -> CONVERSION_TYPE: a file's bytes as Markdown, or a reject
     Udf("rag_convert", _convert_files, ("BLOB", VARCHAR), CONVERSION_TYPE, kind="arrow"),
     Udf("rag_converter_version", "rag_store.converters:converter_version", (), VARCHAR),
+    # rag_file_fingerprint(path) -> 'size:mtime_ns:inode', or NULL for a file that is gone
+    Udf(
+        "rag_file_fingerprint",
+        "rag_store.feed_files:file_fingerprint",
+        (VARCHAR,),
+        VARCHAR,
+        side_effects=True,
+    ),
     # rag_read_file(path) -> READ_FILE_TYPE: a local file's bytes for conversion, or why not
     Udf(
         "rag_read_file",
