@@ -81,6 +81,27 @@ def test_kill_mid_embedding_then_rebuild_reuses_vectors(tmp_path, sample_subset)
     assert in_flight == [(0,)]
 
 
+BATCHES = [
+    [document("a", long_body(4)), document("b", long_body(2)), document("c", "Short.")],
+    [
+        document("a", long_body(5, "Edited."), updated_at="2026-06-01T00:00:00Z"),
+        document("c", "", is_deleted=True, updated_at="2026-06-01T00:00:00Z"),
+        document("d", long_body(3), updated_at="2026-06-01T00:00:00Z"),
+    ],
+]
+
+
+@pytest.fixture(scope="module")
+def never_interrupted(tmp_path_factory):
+    """BATCHES built one build each, never interrupted: what every repaired store must equal
+    (read only, so built once for every kill point)."""
+    clean = DbtProject(tmp_path_factory.mktemp("clean"), dict(HASH_EMBEDDER))
+    for number, batch in enumerate(BATCHES, start=1):
+        write_feed(clean, f"{number}.jsonl", batch)
+        clean.build()
+    return clean
+
+
 @pytest.mark.parametrize(
     "marker",
     [
@@ -91,23 +112,14 @@ def test_kill_mid_embedding_then_rebuild_reuses_vectors(tmp_path, sample_subset)
         "OK created sql incremental model main.retrieval_store",
     ],
 )
-def test_kill_during_any_step_leaves_a_store_the_next_build_repairs(tmp_path, marker):
-    batches = [
-        [document("a", long_body(4)), document("b", long_body(2)), document("c", "Short.")],
-        [
-            document("a", long_body(5, "Edited."), updated_at="2026-06-01T00:00:00Z"),
-            document("c", "", is_deleted=True, updated_at="2026-06-01T00:00:00Z"),
-            document("d", long_body(3), updated_at="2026-06-01T00:00:00Z"),
-        ],
-    ]
-    clean = DbtProject(tmp_path / "clean", dict(HASH_EMBEDDER))
+def test_kill_during_any_step_leaves_a_store_the_next_build_repairs(
+    tmp_path, marker, never_interrupted
+):
     crashed = DbtProject(tmp_path / "crashed", dict(HASH_EMBEDDER))
-    for project in (clean, crashed):
-        write_feed(project, "1.jsonl", batches[0])
-        project.build()
-        write_feed(project, "2.jsonl", batches[1])
-    clean.build()
+    write_feed(crashed, "1.jsonl", BATCHES[0])
+    crashed.build()
+    write_feed(crashed, "2.jsonl", BATCHES[1])
 
     kill_when(crashed.start_dbt("build"), marker)
     crashed.build()
-    assert_same_store(crashed, clean)
+    assert_same_store(crashed, never_interrupted)
