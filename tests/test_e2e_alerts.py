@@ -81,7 +81,9 @@ def problem_lines(completed) -> list[str]:
     return [line for line in completed.stdout.splitlines() if line.startswith(("WARN", "ERROR"))]
 
 
-def test_clean_state_exits_zero_and_posts_an_ok_payload(dbt_project, receiver):
+def test_clean_state_exits_zero_posts_ok_and_an_unreachable_webhook_is_not_fatal(
+    dbt_project, receiver
+):
     dbt_project.vars = dict(HASH_EMBEDDER)
     write_feed(dbt_project, "1.jsonl", [fresh("a", "Alpha."), fresh("b", "Beta.")])
     dbt_project.build()
@@ -93,6 +95,21 @@ def test_clean_state_exits_zero_and_posts_an_ok_payload(dbt_project, receiver):
     assert payload["status"] == "ok"
     assert payload["text"] == "rag-store: all 8 checks ok"
     assert payload["problems"] == []
+
+    # The same clean store, the webhook unreachable: reported, not fatal, history kept.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    history = dbt_project.root / "history.jsonl"
+    for _ in range(2):
+        completed = alerts(
+            dbt_project, "--history", str(history), webhook=f"http://127.0.0.1:{closed_port}/"
+        )
+        assert completed.returncode == 0
+        assert "webhook: NOT delivered" in completed.stderr
+    runs = [json.loads(line) for line in history.read_text().splitlines()]
+    assert [run["status"] for run in runs] == ["ok", "ok"]
+    assert all(run["notes"] and "NOT delivered" in run["notes"][0] for run in runs)
 
 
 def test_stale_feed_warns_with_observed_age_and_thresholds(dbt_project, receiver):
@@ -138,22 +155,3 @@ def test_coverage_gap_is_an_error(dbt_project):
     assert lines["coverage"].startswith("ERROR")
     assert "observed=0.5" in lines["coverage"] and "threshold=<0.95" in lines["coverage"]
     assert lines["failed_chunks"].startswith("WARN")
-
-
-def test_unreachable_webhook_is_reported_not_fatal_and_history_grows(dbt_project):
-    dbt_project.vars = dict(HASH_EMBEDDER)
-    write_feed(dbt_project, "1.jsonl", [fresh("a", "Alpha.")])
-    dbt_project.build()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
-    history = dbt_project.root / "history.jsonl"
-    for _ in range(2):
-        completed = alerts(
-            dbt_project, "--history", str(history), webhook=f"http://127.0.0.1:{closed_port}/"
-        )
-        assert completed.returncode == 0
-        assert "webhook: NOT delivered" in completed.stderr
-    runs = [json.loads(line) for line in history.read_text().splitlines()]
-    assert [run["status"] for run in runs] == ["ok", "ok"]
-    assert all(run["notes"] and "NOT delivered" in run["notes"][0] for run in runs)

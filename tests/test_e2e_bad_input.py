@@ -198,24 +198,25 @@ NASTY_QUERIES = [
 ]
 
 
-@pytest.mark.parametrize("question", NASTY_QUERIES)
-def test_query_text_is_text_in_macros_and_cli(dbt_project, question):
+def test_query_text_is_text_in_macros_and_cli(dbt_project):
+    """Every nasty question against one store (a build per question added nothing)."""
     dbt_project.vars = dict(HASH_EMBEDDER)
     write_feed(dbt_project, "1.jsonl", [document("a", "Text about weather.")])
     dbt_project.build()
-    operation = dbt_project.dbt(
-        "run-operation",
-        "search",
-        "--args",
-        json.dumps({"query": question, "k": 1}, ensure_ascii=False),
-    )
-    assert "a  [-]" in operation.output
-    cli = dbt_project.rag_store(
-        "search", question, "--json", "--model", HASH_EMBEDDER["embedding_model"]
-    )
-    assert cli.returncode == 0, cli.stderr
-    assert json.loads(cli.stdout)["question"] == question
-    assert dbt_project.query("select count(*) from retrieval_store") == [(1,)]
+    for question in NASTY_QUERIES:
+        operation = dbt_project.dbt(
+            "run-operation",
+            "search",
+            "--args",
+            json.dumps({"query": question, "k": 1}, ensure_ascii=False),
+        )
+        assert "a  [-]" in operation.output, question
+        cli = dbt_project.rag_store(
+            "search", question, "--json", "--model", HASH_EMBEDDER["embedding_model"]
+        )
+        assert cli.returncode == 0, (question, cli.stderr)
+        assert json.loads(cli.stdout)["question"] == question
+        assert dbt_project.query("select count(*) from retrieval_store") == [(1,)], question
 
 
 def test_token_counts_are_rechecked_unless_already_published(dbt_project):
