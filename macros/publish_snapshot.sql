@@ -4,7 +4,7 @@
     snapshot_path): a copy of the current snapshot patched with the documents that changed.
     This hook runs the plan's statements on dbt's connection, the one connection that can
     read the store while dbt holds it, then has the patched file swapped in. Set var
-    publish_snapshot: false to skip. -#}
+    publish_snapshot: false to skip, var snapshot_parquet: false to publish no Parquet copy. -#}
 {% macro publish_snapshot(results) %}
 {%- if not execute or flags.WHICH not in ['build', 'run'] -%}
     {{ return('') }}
@@ -24,12 +24,13 @@
     ~ rag_store.sql_string(tojson(rag_store.store_row_key())) ~ ", "
     ~ (var('embedding_dimension') | int) ~ ", current_database())").columns[0].values()[0] -%}
 {%- set plan = fromjson(plan_json) -%}
+{%- do plan.update({'write_parquet': rag_store.sql_bool(var('snapshot_parquet')) == 'true'}) -%}
 {%- for statement in plan['statements'] -%}
     {%- if not statement['requires'] or adapter.get_relation(database=store.database, schema=store.schema, identifier=statement['requires']) is not none -%}
         {%- do run_query(statement['sql']) -%}
     {%- endif -%}
 {%- endfor -%}
-{%- set published = run_query("select rag_publish_swap(" ~ rag_store.sql_string(plan_json) ~ ")") -%}
+{%- set published = run_query("select rag_publish_swap(" ~ rag_store.sql_string(tojson(plan)) ~ ")") -%}
 {%- do log("rag-store: " ~ published.columns[0].values()[0], info=true) -%}
 {% endmacro %}
 

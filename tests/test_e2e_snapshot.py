@@ -217,15 +217,20 @@ def test_rollback_of_a_bad_build_restores_the_store_before_it(dbt_project):
     write_feed(dbt_project, "1.jsonl", [document("a", "Whales sing."), document("b", "Owls hoot.")])
     dbt_project.build()
     good = published_rows(snapshot)
-    # A bad delivery that passes every test: a document's text replaced by junk.
+    parquet = snapshot_paths("", str(snapshot)).parquet
+    assert duckdb.sql(f"select count(*) from read_parquet('{parquet}')").fetchall() == [(2,)]
+    # A bad delivery that passes every test: a document's text replaced by junk. This
+    # build publishes no Parquet copy (var snapshot_parquet), so the stale one goes.
     later = "2026-06-01T00:00:00Z"
     write_feed(dbt_project, "2.jsonl", [document("a", "lorem ipsum", updated_at=later)])
-    dbt_project.build()
+    dbt_project.build(vars={"snapshot_parquet": False})
+    assert not parquet.exists()
     assert keyword_hits(snapshot, "whales") == []
     rolled = dbt_project.rag_store("rollback", db=snapshot)
     assert rolled.returncode == 0, rolled.stderr
     assert "rolled back" in rolled.stdout
     assert published_rows(snapshot) == good
+    assert not parquet.exists()  # a rollback writes no Parquet copy where none is kept
     assert keyword_hits(snapshot, "whales") == ["a"]
     search = search_cli(dbt_project, "search", "whales", "--mode", "keyword", "--json")
     assert json.loads(search.stdout)["hits"][0]["doc_id"] == "a"

@@ -315,8 +315,13 @@ def publish_swap(plan_json: str) -> str:
     """Swap the patched staging file in (see publish_plan) and refresh the Parquet copy of
     retrieval_store when the store changed or the copy is missing."""
     plan = json.loads(plan_json)
+    parquet = Path(plan["parquet"])
     try:
-        return _swap(Path(plan["staging"]), Path(plan["snapshot"]), Path(plan["parquet"]))
+        if not plan.get("write_parquet", True):
+            # var snapshot_parquet false: no copy, and none left behind to go stale
+            parquet.unlink(missing_ok=True)
+            return _swap(Path(plan["staging"]), Path(plan["snapshot"]), None)
+        return _swap(Path(plan["staging"]), Path(plan["snapshot"]), parquet)
     except OSError as exc:
         raise PublishError(_os_failure(f"publishing {plan['snapshot']}", exc)) from None
     except duckdb.IOException as exc:
@@ -330,15 +335,17 @@ def publish_swap(plan_json: str) -> str:
             leftover.unlink(missing_ok=True)
 
 
-def _swap(staging: Path, snapshot: Path, parquet: Path) -> str:
+def _swap(staging: Path, snapshot: Path, parquet: Path | None) -> str:
+    """Swap `staging` in as `snapshot`, keeping the replaced one; refresh the Parquet copy of
+    retrieval_store first (unless `parquet` is None) when the store changed or it is missing."""
     started = time.perf_counter()
-    parquet_staging = parquet.with_name(parquet.name + ".tmp")
     with duckdb.connect(str(staging), read_only=True) as conn:
         changed, whole = conn.execute(
             "select changed_documents, built_whole from store_info"
         ).fetchone()
-        refresh_parquet = whole or changed > 0 or not parquet.exists()
+        refresh_parquet = parquet is not None and (whole or changed > 0 or not parquet.exists())
         if refresh_parquet:
+            parquet_staging = parquet.with_name(parquet.name + ".tmp")
             conn.execute(f"copy {STORE_TABLE} to {_literal(parquet_staging)} (format parquet)")
     if snapshot.exists():
         previous = previous_path(snapshot)
@@ -381,11 +388,15 @@ def rollback(snapshot: str | os.PathLike) -> str:
         if snapshot.exists():
             _keep(snapshot, previous)
         os.replace(staging, snapshot)
+        # the Parquet copy follows, where there is one (var snapshot_parquet)
+        refresh_parquet = paths.parquet.exists()
         parquet_staging = paths.parquet.with_name(paths.parquet.name + ".tmp")
         with duckdb.connect(str(snapshot), read_only=True) as conn:
-            conn.execute(f"copy {STORE_TABLE} to {_literal(parquet_staging)} (format parquet)")
+            if refresh_parquet:
+                conn.execute(f"copy {STORE_TABLE} to {_literal(parquet_staging)} (format parquet)")
             (published_at,) = conn.execute("select published_at from store_info").fetchone()
-        os.replace(parquet_staging, paths.parquet)
+        if refresh_parquet:
+            os.replace(parquet_staging, paths.parquet)
     except OSError as exc:
         raise PublishError(_os_failure(f"rolling back {snapshot}", exc)) from None
     return f"rolled back {snapshot} to the store published at {published_at}"
