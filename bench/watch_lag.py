@@ -122,8 +122,9 @@ def run_size(docs: int, args, workdir: Path) -> dict:
     corpus = make_corpus(docs, args.seed)
     write_feed(feed_dir / "0000_initial.jsonl", corpus)
     initial_model = HASH_MODEL if args.borrowed_vectors else args.model
+    extra = json.loads(args.extra_vars)
     dbt_vars = json.dumps(
-        {"document_feed": f"{feed_dir}/*.jsonl", "embedding_model": initial_model}
+        {"document_feed": f"{feed_dir}/*.jsonl", "embedding_model": initial_model, **extra}
     )
     env = environment(db)
     common = ["--target-path", str(workdir / "target"), "--log-path", str(workdir / "logs")]
@@ -142,7 +143,7 @@ def run_size(docs: int, args, workdir: Path) -> dict:
     if args.borrowed_vectors:
         borrow_vectors(db, initial_model, args.model)
         dbt_vars = json.dumps(
-            {"document_feed": f"{feed_dir}/*.jsonl", "embedding_model": args.model}
+            {"document_feed": f"{feed_dir}/*.jsonl", "embedding_model": args.model, **extra}
         )
     print(f"{docs} docs: initial build {initial_s:.0f}s, {chunks} chunks", file=sys.stderr)
 
@@ -235,6 +236,9 @@ def main(argv=None) -> int:
         action="store_true",
         help="build the initial store with the hash embedder, its vectors filed under --model",
     )
+    parser.add_argument(
+        "--extra-vars", default="{}", help='more dbt vars as JSON, e.g. {"snapshot_parquet": false}'
+    )
     parser.add_argument("--poll-seconds", type=float, default=1.0)
     parser.add_argument("--pause-seconds", type=float, default=1.0, help="between edits")
     parser.add_argument("--seed", type=int, default=20261121)
@@ -254,7 +258,7 @@ def main(argv=None) -> int:
     print(
         f"\n{machine['cpu']}, {machine['cpus']} CPUs (load {machine['load']:.1f} at the end); "
         f"model {args.model}{' (initial vectors borrowed)' if args.borrowed_vectors else ''}, "
-        f"poll {args.poll_seconds}s, {args.edits} one-document edits\n"
+        f"poll {args.poll_seconds}s, {args.edits} one-document edits, vars {args.extra_vars}\n"
     )
     print("| docs | chunks | lag p50 s | lag p95 s | lag max s | build p50 s | snapshot MB |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
