@@ -47,8 +47,9 @@ lint: setup
 	$(BIN)/dbt-bouncer run --config-file dbt-bouncer.yml
 
 # Tests run in one worker process per core (pytest-xdist); tests sharing a module-scoped
-# store are kept on one worker (xdist_group), so the store is built once.
-PYTEST := $(BIN)/pytest -n auto --dist loadgroup
+# store are kept on one worker (xdist_group), so the store is built once. The 25 slowest
+# tests are listed at the end, so the suite's time can be watched from the CI log.
+PYTEST := $(BIN)/pytest -n auto --dist loadgroup --durations=25
 
 unit: setup
 	$(PYTEST) -m "not e2e"
