@@ -19,7 +19,9 @@ big stores. With a real model, a store of 170k chunks would take hours of embedd
 the first edit; `--borrowed-vectors` builds it with the hash embedder instead and files those
 vectors in the embedding cache under the real model's model_id, so the watcher (real model,
 loaded once) starts on a store of that size and embeds only what the edits change. Search
-quality is meaningless in such a store; the lag is what is measured.
+quality is meaningless in such a store; the lag is what is measured. `--reuse-stores` with
+`--workdir` starts the watcher on stores an earlier run left there (same sizes, seed and
+flags) instead of building them again; its edits get file names of their own.
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ def run_size(docs: int, args, workdir: Path) -> dict:
     db = workdir / "store.duckdb"
     snapshot = workdir / "store_snapshot.duckdb"
     corpus = make_corpus(docs, args.seed)
-    write_feed(feed_dir / "0000_initial.jsonl", corpus)
+    reuse = args.reuse_stores and db.exists()
     initial_model = HASH_MODEL if args.borrowed_vectors else args.model
     extra = json.loads(args.extra_vars)
     dbt_vars = json.dumps(
@@ -128,24 +130,30 @@ def run_size(docs: int, args, workdir: Path) -> dict:
     )
     env = environment(db)
     common = ["--target-path", str(workdir / "target"), "--log-path", str(workdir / "logs")]
-    started = time.perf_counter()
-    subprocess.run(
-        [str(BIN / "dbt"), "build", "--vars", dbt_vars, *common],
-        cwd=REPO,
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        timeout=args.timeout,
-    )
-    initial_s = time.perf_counter() - started
+    initial_s = None
+    if not reuse:
+        write_feed(feed_dir / "0000_initial.jsonl", corpus)
+        started = time.perf_counter()
+        subprocess.run(
+            [str(BIN / "dbt"), "build", "--vars", dbt_vars, *common],
+            cwd=REPO,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=args.timeout,
+        )
+        initial_s = time.perf_counter() - started
     with duckdb.connect(str(db), read_only=True) as conn:
         (chunks,) = conn.execute("select count(*) from retrieval_store").fetchone()
     if args.borrowed_vectors:
-        borrow_vectors(db, initial_model, args.model)
+        if not reuse:
+            borrow_vectors(db, initial_model, args.model)
         dbt_vars = json.dumps(
             {"document_feed": f"{feed_dir}/*.jsonl", "embedding_model": args.model, **extra}
         )
-    print(f"{docs} docs: initial build {initial_s:.0f}s, {chunks} chunks", file=sys.stderr)
+    built = "reused" if reuse else f"initial build {initial_s:.0f}s"
+    print(f"{docs} docs: {built}, {chunks} chunks", file=sys.stderr)
+    run_stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
 
     history_file = workdir / "store_watch_history.jsonl"
     watcher = subprocess.Popen(
@@ -174,7 +182,7 @@ def run_size(docs: int, args, workdir: Path) -> dict:
         wait_for(lambda: len(history(history_file)) >= 1, args.timeout, "the catch-up build")
         for number in range(args.edits):
             doc = corpus[(number * 7919) % len(corpus)]
-            marker = f"Revision marker {number:04d}{docs}"
+            marker = f"Revision marker {run_stamp}{number:04d}{docs}"
             heading, text = doc.sections[-1]
             now = datetime.now(UTC)
             edited = replace(
@@ -183,11 +191,12 @@ def run_size(docs: int, args, workdir: Path) -> dict:
                 updated_at=now,
                 loaded_at=now,
             )
-            staging = workdir / f"edit_{number:04d}.jsonl.part"
+            name = f"edit_{run_stamp}_{number:04d}.jsonl"
+            staging = workdir / f"{name}.part"
             write_feed(staging, [edited])
             cycles = len(history(history_file))
             delivered = time.monotonic()
-            os.replace(staging, feed_dir / f"edit_{number:04d}.jsonl")
+            os.replace(staging, feed_dir / name)
             wait_for(
                 lambda doc_id=doc.doc_id, marker=marker: snapshot_has(snapshot, doc_id, marker),
                 args.timeout,
@@ -245,7 +254,14 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=float, default=3600.0)
     parser.add_argument("--workdir", type=Path, default=None, help="keep stores and logs here")
     parser.add_argument("--json", type=Path, default=None, help="also write results as JSON")
+    parser.add_argument(
+        "--reuse-stores",
+        action="store_true",
+        help="start on the stores an earlier run left in --workdir rather than building them",
+    )
     args = parser.parse_args(argv)
+    if args.reuse_stores and args.workdir is None:
+        parser.error("--reuse-stores needs --workdir")
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="rag-store-watch-lag-") as scratch:

@@ -179,23 +179,33 @@ def test_a_publish_patches_the_changed_documents_and_rollback_restores_the_last_
     first = published_rows(snapshot)
     assert first == dbt_project.query("select * from retrieval_store order by chunk_id")
 
-    # A reader holding the published store keeps answering from it during the next publish.
-    reader = duckdb.connect(str(snapshot), read_only=True)
+    # A reader holding the published store keeps answering from it during the next publish,
+    # which patches the snapshot the last publish replaced (nobody holds that one) in place.
+    # (Attached to a connection of its own: connect() would hand published_rows() the same
+    # open database, as DuckDB caches one instance per path within a process.)
+    reader = duckdb.connect()
     load_extension(reader, "fts")
+    reader.execute(f"attach '{snapshot}' as held (read_only)")
+    reader.execute("use held")
     later = "2026-06-01T00:00:00Z"
     write_feed(dbt_project, "2.jsonl", [document("b", "Herons wade.", updated_at=later)])
-    assert "(1 document(s) changed" in dbt_project.build().output
+    changed = dbt_project.build().output
+    assert "(1 document(s) changed" in changed and "by patching the snapshot it replaced" in changed
     held = reader.execute("select doc_id from search_keyword('owls')").fetchall()
     assert held == [("b",)]
-    reader.close()
     second = published_rows(snapshot)
     assert second == dbt_project.query("select * from retrieval_store order by chunk_id")
     assert second != first
     assert keyword_hits(snapshot, "herons") == ["b"] and keyword_hits(snapshot, "owls") == []
+    # The store that reader holds is now the replaced one: the next publish leaves it alone
+    # (copies the current snapshot instead), and the reader's answers stay the same.
     # Parquet copy follows the store; removing it is repaired even when nothing changed.
     parquet = dbt_project.root / "store_snapshot_retrieval_store.parquet"
     parquet.unlink()
-    assert "(0 document(s) changed" in dbt_project.build().output
+    unchanged = dbt_project.build().output
+    assert "(0 document(s) changed" in unchanged and "by patching" not in unchanged
+    assert reader.execute("select doc_id from search_keyword('owls')").fetchall() == held
+    reader.close()
     assert duckdb.sql(f"select count(*) from '{parquet}'").fetchone() == (2,)
 
     # One command brings the published store back to the build before, exactly...
@@ -205,6 +215,18 @@ def test_a_publish_patches_the_changed_documents_and_rollback_restores_the_last_
     assert published_rows(snapshot) == second  # the no-op build's store equals the change's
     rolled = dbt_project.rag_store("rollback", db=snapshot)  # ...and a second one undoes it
     assert rolled.returncode == 0, rolled.stderr
+    assert published_rows(snapshot) == third
+
+    # A publish that patches the replaced snapshot (two builds behind) brings it to the store
+    # exactly, and a rollback after it restores the one it replaced exactly.
+    write_feed(dbt_project, "3.jsonl", [document("c", "Moles dig.", updated_at=later)])
+    patched = dbt_project.build().output
+    assert "(1 document(s) changed" in patched and "by patching" in patched
+    assert published_rows(snapshot) == dbt_project.query(
+        "select * from retrieval_store order by chunk_id"
+    )
+    assert keyword_hits(snapshot, "moles") == ["c"] and keyword_hits(snapshot, "herons") == ["b"]
+    assert dbt_project.rag_store("rollback", db=snapshot).returncode == 0
     assert published_rows(snapshot) == third
 
 

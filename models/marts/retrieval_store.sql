@@ -27,33 +27,44 @@
 
 with
 
-searchable_chunks as (
+-- not materialized: each reference below reads only the columns it needs (the row key
+-- to compare, every column only for the documents that changed), so the vectors of
+-- unchanged documents are never read.
+searchable_chunks as not materialized (
     select * from {{ ref('int_chunks__searchable') }}
 ),
 
 {% if is_incremental() %}
-    stored_chunks as (
+    stored_chunks as not materialized (
         select * from {{ this }}
     ),
 
-    changed_rows as (
-        (
-            select {{ row_key | join(', ') }} from searchable_chunks
-            except
-            select {{ row_key | join(', ') }} from stored_chunks
-        )
+    -- One pass over each side: a row key found on one side only marks its document.
+    both_sides as (
+        select
+            {{ row_key | join(', ') }},
+            1 as side
+        from searchable_chunks
         union all
-        (
-            select {{ row_key | join(', ') }} from stored_chunks
-            except
-            select {{ row_key | join(', ') }} from searchable_chunks
-        )
+        select
+            {{ row_key | join(', ') }},
+            2 as side
+        from stored_chunks
+    ),
+
+    changed_documents as (
+        select distinct doc_id from (
+            select doc_id
+            from both_sides
+            group by {{ row_key | join(', ') }}
+            having min(side) = max(side)
+        ) as one_sided
     ),
 
     chunks_to_write as (
         select searchable_chunks.*
         from searchable_chunks
-        where searchable_chunks.doc_id in (select changed_rows.doc_id from changed_rows)
+        where searchable_chunks.doc_id in (select changed_documents.doc_id from changed_documents)
     ),
 {% else %}
     chunks_to_write as (

@@ -45,6 +45,8 @@ from typing import NamedTuple
 import yaml
 
 EMBED_LINE = re.compile(r"chunk_embeddings: (\d+) chunk\(s\) to embed")
+# The publish's own count of documents whose published rows changed (snapshot.publish_swap).
+PUBLISH_LINE = re.compile(r"rag-store: published .*\((?:built whole: )?(\d+) document\(s\)")
 DEFAULT_POLL_SECONDS = 5.0
 DEFAULT_DEBOUNCE_SECONDS = 2.0
 DEFAULT_RELATION_INTERVAL_SECONDS = 300.0
@@ -420,6 +422,12 @@ class _Tee(io.TextIOBase):
 
 def chunks_embedded(output: str) -> int | None:
     counts = EMBED_LINE.findall(output)
+    return int(counts[-1]) if counts else None
+
+
+def published_documents(output: str) -> int | None:
+    """Documents the build's publish changed in the snapshot, from its log line."""
+    counts = PUBLISH_LINE.findall(output)
     return int(counts[-1]) if counts else None
 
 
@@ -818,6 +826,11 @@ class Watcher:
         from rag_store.snapshot import snapshot_paths
 
         self.snapshot = snapshot_paths(options.database, str(dbt_vars.get("snapshot_path") or ""))
+        # A publish counts the documents it changed; without one the watcher compares the
+        # documents' states before and after a build (a read of every document).
+        # (true as the sql_bool macro reads a var: true, 1, yes, on)
+        publish = str(dbt_vars.get("publish_snapshot", True)).lower()
+        self.publishes = publish in ("true", "1", "yes", "on")
         self.config_key = config_key(self.sources, options.cli_vars)
         self.build_config = BuildConfig(
             options.project_dir,
@@ -919,7 +932,7 @@ class Watcher:
             )
         started = time.time()
         self.last_attempt = time.monotonic()
-        before = document_states(self.options.database)
+        before = None if self.publishes else document_states(self.options.database)
         self.building = True
         self.heartbeat_state("building")
         try:
@@ -928,9 +941,11 @@ class Watcher:
             self.building = False
         finished = time.time()
         published = None
-        after = None
+        changed = None
         if outcome.ok:
-            after = document_states(self.options.database)
+            changed = published_documents(outcome.output)
+            if not self.publishes:
+                changed = documents_changed(before, document_states(self.options.database))
             try:
                 snapshot_mtime = self.snapshot.snapshot.stat().st_mtime
             except OSError:
@@ -944,7 +959,7 @@ class Watcher:
             finished_at=_iso(finished),
             status="ok" if outcome.ok else "failed",
             trigger=trigger,
-            documents_changed=documents_changed(before, after) if outcome.ok else None,
+            documents_changed=changed,
             chunks_embedded=outcome.chunks_embedded,
             build_seconds=round(outcome.seconds, 3),
             newest_delivered_at=_iso(newest),
