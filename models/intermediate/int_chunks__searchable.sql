@@ -27,11 +27,14 @@ live_documents as (
     where not is_deleted
 ),
 
+-- A row has a vector exactly when it has no error (the unit_vectors test on
+-- chunk_embeddings holds that), and testing the short error column spares reading every
+-- vector: `embedding is not null` reads the whole array column.
 active_embeddings as (
     select chunk_embeddings.*
     from chunk_embeddings
     inner join active_embedder on chunk_embeddings.model_id = active_embedder.model_id
-    where chunk_embeddings.embedding is not null
+    where chunk_embeddings.error is null
 ),
 
 current_chunks as (

@@ -114,13 +114,13 @@ failed_chunks as (
     from chunk_embeddings as failures
     inner join active_embedder on failures.model_id = active_embedder.model_id
     where
-        failures.embedding is null
+        failures.error is not null
         and not exists (
             select 1 from chunk_embeddings as vectors
             where
                 vectors.chunk_hash = failures.chunk_hash
                 and vectors.model_id = failures.model_id
-                and vectors.embedding is not null
+                and vectors.error is null
         )
 ),
 

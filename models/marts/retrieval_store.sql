@@ -61,10 +61,25 @@ searchable_chunks as not materialized (
         ) as one_sided
     ),
 
-    chunks_to_write as (
+    changed_chunks as (
         select searchable_chunks.*
         from searchable_chunks
         where searchable_chunks.doc_id in (select changed_documents.doc_id from changed_documents)
+    ),
+
+    -- The changed chunks' vectors, looked up by key: DuckDB then reads the vectors of these
+    -- chunk hashes only (an IN filter pushed into the scan), where taking them through the
+    -- view read every vector of the store before the filter on doc_id.
+    chunks_to_write as (
+        select changed_chunks.* replace (
+            vectors.embedding::float[{{ var('embedding_dimension') | int }}] as embedding
+        )
+        from changed_chunks
+        inner join {{ ref('chunk_embeddings') }} as vectors
+            on
+                changed_chunks.chunk_hash = vectors.chunk_hash
+                and changed_chunks.model_id = vectors.model_id
+                and vectors.error is null
     ),
 {% else %}
     chunks_to_write as (

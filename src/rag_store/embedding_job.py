@@ -66,7 +66,7 @@ def pending_chunks_sql(chunks_sql: str, existing_table: str | None) -> str:
             where
                 existing.chunk_hash = chunks.chunk_hash
                 and existing.model_id = $model_id
-                and existing.embedding is not null
+                and existing.error is null  -- a vector (cheaper than reading it)
         )"""
         if existing_table
         else ""

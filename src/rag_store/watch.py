@@ -514,9 +514,15 @@ def build_in_process(config: BuildConfig) -> BuildOutcome:
 
     started = time.monotonic()
     tee = _Tee(sys.__stderr__ if config.verbose else None)
+
+    def keep_macro_logs(event) -> None:
+        # the macros' log() lines (the publish's count among them) go to dbt's logger
+        if event.info.name == "JinjaLogInfo":
+            tee.parts.append(event.info.msg + "\n")
+
     try:
         with contextlib.redirect_stderr(tee):
-            result = dbtRunner().invoke(config.dbt_args())
+            result = dbtRunner(callbacks=[keep_macro_logs]).invoke(config.dbt_args())
     finally:
         _close_dbt_duckdb()
     output = tee.getvalue()
