@@ -15,7 +15,9 @@ question_vectors as (
     select * from {{ ref('golden_query_embeddings') }}
 ),
 
-stored_chunks as (
+-- not materialized: the check of which questions apply reads doc_id alone, and the
+-- vectors are read only when some question applies (on a store of another corpus, never)
+stored_chunks as not materialized (
     select * from {{ ref('retrieval_store') }}
 ),
 

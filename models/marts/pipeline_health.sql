@@ -22,11 +22,13 @@ document_chunks as (
     select * from {{ ref('int_document_chunks') }}
 ),
 
-stored_chunks as (
+-- not materialized: each use reads only the columns it needs (a materialized select *
+-- would copy every vector of the store on every build)
+stored_chunks as not materialized (
     select * from {{ ref('retrieval_store') }}
 ),
 
-chunk_embeddings as (
+chunk_embeddings as not materialized (
     select * from {{ ref('chunk_embeddings') }}
 ),
 

@@ -6,7 +6,8 @@ After a build in which nothing failed, the `publish_snapshot` on-run-end hook as
 it can read the store while dbt holds it). A publish costs what the build changed: the
 snapshot the last publish replaced (`<snapshot>.previous`) is moved to a staging file when no
 reader still has it open (a copy of the current snapshot otherwise), attached, and patched with
-the documents whose rows differ from the store's (the row key retrieval_store itself uses), so
+the documents whose rows differ from the store's (by chunk_id and the stored_at that
+retrieval_store stamps on every row it writes), so
 no byte of an unchanged document is copied; the keyword index
 re-tokenizes only their chunks (sql/keyword_index.sql) and the small tables are replaced.
 `publish_swap()` then renames the staging file over the snapshot, so a reader sees the old
