@@ -372,3 +372,17 @@ def test_watch_lag(tmp_path, records, status, observed):
     assert (check.status, check.observed) == (status, observed)
     if records[-1]["status"] != "ok":
         assert "retrieval_store" in check.message and "logs/dbt.log" in check.message
+
+
+def test_warming_the_embedder_skips_the_hash_embedder_and_never_raises():
+    import io
+
+    from rag_store.watch import warm_embedder
+
+    out = io.StringIO()
+    warm_embedder("hash:all-MiniLM-L6-v2", out)  # the test-only embedder has no model to load
+    warm_embedder("", out)
+    assert out.getvalue() == ""
+    warm_embedder("no-such-model-anywhere", out)  # a build would report it; warming only says so
+    assert out.getvalue().startswith("rag-store watch: embedder not warmed (")
+    assert "Traceback" not in out.getvalue()

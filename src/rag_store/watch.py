@@ -509,6 +509,30 @@ def _close_dbt_duckdb() -> None:
                 environment.close()
 
 
+def warm_embedder(model_ref: str, out) -> None:
+    """Load the embedder the in-process builds will use and run it once, so the first change
+    after a start does not pay for loading it (a build with nothing to embed never loads
+    it). Best effort: a build that needs the model loads it (and reports) anyway."""
+    if not model_ref:
+        return
+    try:
+        from rag_store.embedder_info import embedder_info
+        from rag_store.embedding import load_model
+
+        if embedder_info(model_ref).backend == "hash":
+            return
+        started = time.monotonic()
+        load_model(model_ref, texts=1).encode(["rag-store watch warms its embedder"])
+    except Exception as exc:  # best effort: a build that needs the model reports failures
+        print(f"rag-store watch: embedder not warmed ({_first_line(str(exc))})", file=out)
+        return
+    print(
+        f"rag-store watch: embedder {model_ref} ready in {time.monotonic() - started:.1f} s",
+        file=out,
+        flush=True,
+    )
+
+
 def build_in_process(config: BuildConfig) -> BuildOutcome:
     from dbt.cli.main import dbtRunner
 
@@ -835,6 +859,7 @@ class Watcher:
         # A publish counts the documents it changed; without one the watcher compares the
         # documents' states before and after a build (a read of every document).
         # (true as the sql_bool macro reads a var: true, 1, yes, on)
+        self.embedding_model = str(dbt_vars.get("embedding_model") or "")
         publish = str(dbt_vars.get("publish_snapshot", True)).lower()
         self.publishes = publish in ("true", "1", "yes", "on")
         self.config_key = config_key(self.sources, options.cli_vars)
@@ -1052,6 +1077,8 @@ class Watcher:
                 # Catch up with whatever was delivered while no watcher ran.
                 current = fingerprint(self.sources)
                 self.cycle("start", current, time.time())
+                if not self.options.subprocess:
+                    warm_embedder(self.embedding_model, self.out)
                 while not self.stop.is_set():
                     if events is not None:
                         events.follow(self.sources.roots())
