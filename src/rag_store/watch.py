@@ -1075,10 +1075,10 @@ class Watcher:
             )
             try:
                 # Catch up with whatever was delivered while no watcher ran.
-                current = fingerprint(self.sources)
-                self.cycle("start", current, time.time())
                 if not self.options.subprocess:
                     warm_embedder(self.embedding_model, self.out)
+                current = fingerprint(self.sources)
+                self.cycle("start", current, time.time())
                 while not self.stop.is_set():
                     if events is not None:
                         events.follow(self.sources.roots())
