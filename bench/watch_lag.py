@@ -1,8 +1,9 @@
 """Delivery → searchable lag of `rag-store watch`, one-document edits, at several store sizes.
 
 For each corpus size (--docs) the script writes the deterministic synthetic corpus of
-bench/corpus.py as one feed file, builds the store once with `dbt build`, starts a real
-`rag-store watch` on it, and then delivers --edits one-document edits, one at a time, each
+bench/corpus.py as one feed file, builds the store once with `dbt build` and starts a real
+`rag-store watch` on it. It then delivers --edits one-document edits per size, one at a
+time and alternating between the sizes (so that all sizes share the machine's drift), each
 as a new feed file renamed into the feed directory (as a producer should). Each edit appends
 a unique marker sentence to one section. The lag is measured from outside, the way a reader
 sees it: from the rename to the first moment a new read-only connection to the published
@@ -35,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -117,11 +118,35 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def run_size(docs: int, args, workdir: Path) -> dict:
+@dataclass
+class Size:
+    """One store under test: its corpus, paths, running watcher and measurements."""
+
+    docs: int
+    workdir: Path
+    corpus: list
+    chunks: int = 0
+    initial_s: float | None = None
+    watcher: subprocess.Popen | None = None
+    lags: list = field(default_factory=list)
+    builds: list = field(default_factory=list)
+    reported: list = field(default_factory=list)
+
+    @property
+    def history_file(self) -> Path:
+        return self.workdir / "store_watch_history.jsonl"
+
+    @property
+    def snapshot(self) -> Path:
+        return self.workdir / "store_snapshot.duckdb"
+
+
+def prepare(docs: int, args, workdir: Path) -> Size:
+    """Build (or reuse) the store of one size and start its watcher; returns once the
+    watcher's catch-up build is done."""
+    size = Size(docs, workdir, make_corpus(docs, args.seed))
     feed_dir = workdir / "feed"
     db = workdir / "store.duckdb"
-    snapshot = workdir / "store_snapshot.duckdb"
-    corpus = make_corpus(docs, args.seed)
     reuse = args.reuse_stores and db.exists()
     initial_model = HASH_MODEL if args.borrowed_vectors else args.model
     extra = json.loads(args.extra_vars)
@@ -130,9 +155,8 @@ def run_size(docs: int, args, workdir: Path) -> dict:
     )
     env = environment(db)
     common = ["--target-path", str(workdir / "target"), "--log-path", str(workdir / "logs")]
-    initial_s = None
     if not reuse:
-        write_feed(feed_dir / "0000_initial.jsonl", corpus)
+        write_feed(feed_dir / "0000_initial.jsonl", size.corpus)
         started = time.perf_counter()
         subprocess.run(
             [str(BIN / "dbt"), "build", "--vars", dbt_vars, *common],
@@ -142,22 +166,20 @@ def run_size(docs: int, args, workdir: Path) -> dict:
             stdout=subprocess.DEVNULL,
             timeout=args.timeout,
         )
-        initial_s = time.perf_counter() - started
+        size.initial_s = time.perf_counter() - started
     with duckdb.connect(str(db), read_only=True) as conn:
-        (chunks,) = conn.execute("select count(*) from retrieval_store").fetchone()
+        (size.chunks,) = conn.execute("select count(*) from retrieval_store").fetchone()
     if args.borrowed_vectors:
         if not reuse:
             borrow_vectors(db, initial_model, args.model)
         dbt_vars = json.dumps(
             {"document_feed": f"{feed_dir}/*.jsonl", "embedding_model": args.model, **extra}
         )
-    built = "reused" if reuse else f"initial build {initial_s:.0f}s"
-    print(f"{docs} docs: {built}, {chunks} chunks", file=sys.stderr)
-    run_stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    built = "reused" if reuse else f"initial build {size.initial_s:.0f}s"
+    print(f"{docs} docs: {built}, {size.chunks} chunks", file=sys.stderr)
 
-    history_file = workdir / "store_watch_history.jsonl"
-    earlier_cycles = len(history(history_file))  # a reused store keeps its history
-    watcher = subprocess.Popen(
+    earlier_cycles = len(history(size.history_file))  # a reused store keeps its history
+    size.watcher = subprocess.Popen(
         [
             str(BIN / "rag-store"),
             "watch",
@@ -173,68 +195,75 @@ def run_size(docs: int, args, workdir: Path) -> dict:
         ],
         cwd=REPO,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    lags, builds, reported = [], [], []
+    # the catch-up build every start runs
+    wait_for(
+        lambda: len(history(size.history_file)) > earlier_cycles,
+        args.timeout,
+        f"the catch-up build of {docs} docs",
+    )
+    return size
+
+
+def edit_once(size: Size, number: int, run_stamp: str, args) -> None:
+    """Deliver one one-document edit to `size` and wait until a reader finds it."""
+    doc = size.corpus[(number * 7919) % len(size.corpus)]
+    marker = f"Revision marker {run_stamp}{number:04d}{size.docs}"
+    heading, text = doc.sections[-1]
+    now = datetime.now(UTC)
+    edited = replace(
+        doc,
+        sections=(*doc.sections[:-1], (heading, f"{text} {marker}.")),
+        updated_at=now,
+        loaded_at=now,
+    )
+    name = f"edit_{run_stamp}_{number:04d}.jsonl"
+    staging = size.workdir / f"{name}.part"
+    write_feed(staging, [edited])
+    cycles = len(history(size.history_file))
+    delivered = time.monotonic()
+    os.replace(staging, size.workdir / "feed" / name)
+    wait_for(
+        lambda: snapshot_has(size.snapshot, doc.doc_id, marker),
+        args.timeout,
+        f"edit {number} of {size.docs} docs to be searchable",
+    )
+    size.lags.append(time.monotonic() - delivered)
+    wait_for(lambda: len(history(size.history_file)) > cycles, 60, "the watch history line")
+    record = history(size.history_file)[-1]
+    if record.get("build_seconds") is not None:
+        size.builds.append(record["build_seconds"])
+    if record.get("lag_seconds") is not None:
+        size.reported.append(record["lag_seconds"])
+    print(
+        f"  {size.docs} docs, edit {number}: searchable after {size.lags[-1]:.1f}s", file=sys.stderr
+    )
+
+
+def stop(size: Size) -> None:
+    if size.watcher is None:
+        return
+    size.watcher.send_signal(signal.SIGTERM)
     try:
-        # the catch-up build every start runs
-        wait_for(
-            lambda: len(history(history_file)) > earlier_cycles, args.timeout, "the catch-up build"
-        )
-        for number in range(args.edits):
-            doc = corpus[(number * 7919) % len(corpus)]
-            marker = f"Revision marker {run_stamp}{number:04d}{docs}"
-            heading, text = doc.sections[-1]
-            now = datetime.now(UTC)
-            edited = replace(
-                doc,
-                sections=(*doc.sections[:-1], (heading, f"{text} {marker}.")),
-                updated_at=now,
-                loaded_at=now,
-            )
-            name = f"edit_{run_stamp}_{number:04d}.jsonl"
-            staging = workdir / f"{name}.part"
-            write_feed(staging, [edited])
-            cycles = len(history(history_file))
-            delivered = time.monotonic()
-            os.replace(staging, feed_dir / name)
-            wait_for(
-                lambda doc_id=doc.doc_id, marker=marker: snapshot_has(snapshot, doc_id, marker),
-                args.timeout,
-                f"edit {number} to be searchable",
-            )
-            lags.append(time.monotonic() - delivered)
-            wait_for(
-                lambda cycles=cycles: len(history(history_file)) > cycles,
-                60,
-                "the watch history line",
-            )
-            record = history(history_file)[-1]
-            builds.append(record.get("build_seconds"))
-            reported.append(record.get("lag_seconds"))
-            print(f"  edit {number}: searchable after {lags[-1]:.1f}s", file=sys.stderr)
-            time.sleep(args.pause_seconds)
-    finally:
-        watcher.send_signal(signal.SIGTERM)
-        try:
-            watcher.wait(timeout=300)
-        except subprocess.TimeoutExpired:
-            watcher.kill()
-    builds = [b for b in builds if b is not None]
-    reported = [r for r in reported if r is not None]
+        size.watcher.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        size.watcher.kill()
+
+
+def summary(size: Size) -> dict:
     return {
-        "docs": docs,
-        "chunks": chunks,
-        "initial_build_s": initial_s,
-        "edits": len(lags),
-        "lag_p50_s": statistics.median(lags),
-        "lag_p95_s": percentile(lags, 0.95),
-        "lag_max_s": max(lags),
-        "build_p50_s": statistics.median(builds) if builds else None,
-        "watch_reported_lag_p50_s": statistics.median(reported) if reported else None,
-        "snapshot_mb": snapshot.stat().st_size / 1e6,
+        "docs": size.docs,
+        "chunks": size.chunks,
+        "initial_build_s": size.initial_s,
+        "edits": len(size.lags),
+        "lag_p50_s": statistics.median(size.lags),
+        "lag_p95_s": percentile(size.lags, 0.95),
+        "lag_max_s": max(size.lags),
+        "build_p50_s": statistics.median(size.builds) if size.builds else None,
+        "watch_reported_lag_p50_s": statistics.median(size.reported) if size.reported else None,
+        "snapshot_mb": size.snapshot.stat().st_size / 1e6,
     }
 
 
@@ -266,13 +295,26 @@ def main(argv=None) -> int:
     if args.reuse_stores and args.workdir is None:
         parser.error("--reuse-stores needs --workdir")
 
-    rows = []
+    sizes: list[Size] = []
+    run_stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     with tempfile.TemporaryDirectory(prefix="rag-store-watch-lag-") as scratch:
         root = args.workdir or Path(scratch)
-        for docs in (int(size) for size in args.docs.split(",")):
-            workdir = root / f"docs-{docs}"
-            workdir.mkdir(parents=True, exist_ok=True)
-            rows.append(run_size(docs, args, workdir))
+        try:
+            for docs in (int(size) for size in args.docs.split(",")):
+                workdir = root / f"docs-{docs}"
+                workdir.mkdir(parents=True, exist_ok=True)
+                sizes.append(prepare(docs, args, workdir))
+            # Edits alternate between the sizes, one at a time (the other watchers idle), so
+            # every size sees the same machine: its speed drifts by tens of percent within
+            # minutes on a shared host.
+            for number in range(args.edits):
+                for size in sizes:
+                    edit_once(size, number, run_stamp, args)
+                    time.sleep(args.pause_seconds)
+        finally:
+            for size in sizes:
+                stop(size)
+        rows = [summary(size) for size in sizes]
     machine = {"cpu": cpu_model(), "cpus": os.cpu_count(), "load": os.getloadavg()[0]}
     print(
         f"\n{machine['cpu']}, {machine['cpus']} CPUs (load {machine['load']:.1f} at the end); "
