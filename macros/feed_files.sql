@@ -17,8 +17,7 @@
 {#- Whether `relation` (the feed staging table) already records file fingerprints; a store
     staged before they existed is read again whole, once. -#}
 {% macro stores_feed_fingerprints(relation) -%}
-    {%- set names = adapter.get_columns_in_relation(relation) | map(attribute='name') | list -%}
-    {{ return('source_fingerprint' in names) }}
+    {{ return(rag_store.has_column(relation, 'source_fingerprint')) }}
 {%- endmacro %}
 
 {#- Pre-hook of stg_docs__document_changes: forget the rows of feed files that were rewritten,

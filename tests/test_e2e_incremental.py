@@ -12,6 +12,7 @@ import re
 import shutil
 import time
 
+import duckdb
 import pytest
 from conftest import HASH_EMBEDDER, DbtProject, document, long_body, write_feed
 
@@ -249,11 +250,18 @@ def test_document_directory_source(dbt_project):
         "select doc_id, title, source_kind from int_documents__latest order by doc_id"
     )
     assert rows == [("faq.txt", "faq", "directory"), ("team/handbook.md", "Handbook", "directory")]
+    stamps = "select doc_id, changed_at from int_documents__latest order by doc_id"
+    first = dict(dbt_project.query(stamps))
 
     time.sleep(1.1)  # modification times have one-second resolution
     (docs / "faq.txt").write_text("Lunch is at half past twelve.\n")
     edited = dbt_project.build()
     assert edited.embedded == 1
+    # The directory is read whole on every build; only the edited document is stamped as
+    # changed, so the store compares that one alone.
+    second = dict(dbt_project.query(stamps))
+    assert second["team/handbook.md"] == first["team/handbook.md"]
+    assert second["faq.txt"] > first["faq.txt"]
     assert (
         "half past twelve"
         in dict(dbt_project.query("select doc_id, chunk_text from retrieval_store"))["faq.txt"]
@@ -291,6 +299,7 @@ def test_a_build_rewrites_and_reindexes_only_the_documents_that_changed(dbt_proj
             document("a", "Whales sing."),
             document("b", "Owls hoot."),
             document("c", long_body(3)),
+            document("untouched", "Otters swim."),
         ],
     )
     dbt_project.build()
@@ -312,17 +321,32 @@ def test_a_build_rewrites_and_reindexes_only_the_documents_that_changed(dbt_proj
     changed = dbt_project.build()
     assert changed.embedded == 1
     after = stored_at(dbt_project)
-    assert set(after) == {"b:0", "c:0", "c:1", "c:2"}
+    assert set(after) == {"b:0", "c:0", "c:1", "c:2", "untouched:0"}
+    assert after["untouched:0"] == first["untouched:0"]
+    # The change build compared the three documents it was delivered, not the whole store.
+    compiled_sql = dbt_project.root / "target/compiled/rag_store/models/marts/retrieval_store.sql"
+    compiled = compiled_sql.read_text()
+    assert "'b'" in compiled and "'a'" in compiled and "'untouched'" not in compiled
     assert after["b:0"][0] > first["b:0"][0] and after["b:0"][1] > first["b:0"][1]
     # c's rows were rewritten (new access list) but its text, hence its index, is unchanged
     assert all(
-        after[c][0] > first[c][0] and after[c][1] == first[c][1] for c in after if c != "b:0"
+        after[c][0] > first[c][0] and after[c][1] == first[c][1] for c in after if c[0] == "c"
     )
     assert keyword_top(dbt_project, "herons") == ["b"]
     assert keyword_top(dbt_project, "whales") == []
     assert dbt_project.query(
         "select distinct allowed_principals from retrieval_store where doc_id = 'c'"
     ) == [(["ops"],)]
+
+    # A row changed behind dbt's back is outside every change build's comparison; a build
+    # with compare_whole_store compares every document and repairs it.
+    with duckdb.connect(str(dbt_project.db)) as conn:
+        conn.execute("update retrieval_store set title = 'tampered' where doc_id = 'untouched'")
+    dbt_project.build()
+    tampered = "select title from retrieval_store where doc_id = 'untouched'"
+    assert dbt_project.query(tampered) == [("tampered",)]
+    dbt_project.build(vars={**HASH_EMBEDDER, "compare_whole_store": True})
+    assert dbt_project.query(tampered) == [("Untouched",)]
 
 
 def test_feed_files_are_parsed_once_and_again_only_when_rewritten(dbt_project):

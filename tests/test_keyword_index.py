@@ -49,9 +49,11 @@ def apply(conn: duckdb.DuckDBPyConnection, kind: str, number: int, text: str, ti
     chunk_id = f"d{number % 3}:{number}"
     conn.execute("delete from retrieval_store where chunk_id = $id", {"id": chunk_id})
     if kind == "upsert":
-        # A new text is a new chunk_hash, as a build makes it; the title is the document's.
+        # A new text is a new chunk_hash, as a build makes it; the title is the document's;
+        # the row is stamped when written, as retrieval_store stamps it.
         conn.execute(
             "insert into retrieval_store by name select $id as chunk_id, $doc as doc_id, "
+            "now() at time zone 'UTC' as stored_at, "
             "$number as chunk_index, $title as title, '' as heading_path, $text as chunk_text, "
             "0 as token_count, timestamp '2026-01-01' as doc_updated_at, "
             "md5($text || coalesce($title, '')) as chunk_hash, "

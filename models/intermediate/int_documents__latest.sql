@@ -21,13 +21,18 @@ document_versions as (
 
 {% if is_incremental() %}
     previous_versions as (
-        select * from {{ this }}
+        select *
+        {%- if not rag_store.has_column(this, 'changed_at') %},
+            null::timestamp as changed_at
+        {%- endif %}
+        from {{ this }}
     ),
 {% else %}
     previous_versions as (
         select
             * exclude (reject_reason, raw_excerpt, updated_at_text),
-            null::timestamp as loaded_at_watermark
+            null::timestamp as loaded_at_watermark,
+            null::timestamp as changed_at
         from document_versions
         where false
     ),
@@ -66,7 +71,7 @@ removed_documents as (
 
 current_versions as (
     {#- The version each touched document has now competes with its newer arrivals. -#}
-    select * exclude (loaded_at_watermark)
+    select * exclude (loaded_at_watermark, changed_at)
     from previous_versions
     where
         doc_id in (select new_versions.doc_id from new_versions)
@@ -112,6 +117,32 @@ latest_versions as (
 
 guarded_versions as (
     {{ rag_store.mass_delete_guard('latest_versions', 'previous_versions') }}
+),
+
+-- changed_at: when what the store shows of the document last changed. A document read again
+-- unchanged (a directory or relation source is read whole on every build) keeps its stamp,
+-- so retrieval_store looks only at documents stamped after its last write.
+stamped_versions as (
+    select
+        guarded_versions.*,
+        case
+            when
+                previous_versions.doc_id is not null
+                and not (
+                    guarded_versions.is_deleted is distinct from previous_versions.is_deleted
+                    or guarded_versions.content_hash is distinct from previous_versions.content_hash
+                    or guarded_versions.title is distinct from previous_versions.title
+                    or guarded_versions.source_uri is distinct from previous_versions.source_uri
+                    or guarded_versions.updated_at is distinct from previous_versions.updated_at
+                    or guarded_versions.metadata is distinct from previous_versions.metadata
+                    or guarded_versions.allowed_principals
+                    is distinct from previous_versions.allowed_principals
+                )
+                then previous_versions.changed_at
+            else (now() at time zone 'UTC')
+        end as changed_at
+    from guarded_versions
+    left join previous_versions on guarded_versions.doc_id = previous_versions.doc_id
 )
 
-select * from guarded_versions
+select * from stamped_versions

@@ -2,7 +2,9 @@
     of the active embedder. Incremental per document: a build rewrites exactly the
     documents whose rows differ from int_chunks__searchable (an edit, a tombstone, new
     metadata or access, a vector that arrived, a model switch: every document at once, in
-    this one transaction), so its cost follows the change, not the store. -#}
+    this one transaction). It compares only the documents upstream models stamped since
+    its last write (rag_store.store_candidate_documents), so its cost follows the change,
+    not the store. -#}
 {{
     config(
         materialized='incremental',
@@ -10,8 +12,10 @@
         incremental_strategy='delete+insert',
         on_schema_change='append_new_columns',
         contract={'enforced': true},
-        post_hook=[
+        pre_hook=[
             "{{ rag_store.delete_unsearchable_documents(this) }}",
+        ],
+        post_hook=[
             "{{ rag_store.prune_other_model_embeddings() }}",
             "{{ rag_store.update_keyword_index(this) }}",
             "{{ rag_store.install_search_macros(this) }}",
@@ -20,10 +24,15 @@
 }}
 
 {%- set row_key = rag_store.store_row_key() -%}
+{#- none: compare every document; else only these (rag_store.store_candidate_documents) -#}
+{%- set candidates = rag_store.store_candidate_documents(this) -%}
 
 -- The post-hooks read these (the search macros' embedder, the vector cache they prune):
 -- depends_on: {{ ref('int_active_embedder') }}
 -- depends_on: {{ ref('chunk_embeddings') }}
+-- store_candidate_documents reads the upstream stamps:
+-- depends_on: {{ ref('int_documents__latest') }}
+-- depends_on: {{ ref('int_document_chunks') }}
 
 with
 
@@ -32,11 +41,17 @@ with
 -- unchanged documents are never read.
 searchable_chunks as not materialized (
     select * from {{ ref('int_chunks__searchable') }}
+    {%- if candidates is not none %}
+        where {{ rag_store.doc_id_in('doc_id', candidates) }}
+    {%- endif %}
 ),
 
 {% if is_incremental() %}
     stored_chunks as not materialized (
         select * from {{ this }}
+        {%- if candidates is not none %}
+            where {{ rag_store.doc_id_in('doc_id', candidates) }}
+        {%- endif %}
     ),
 
     -- One pass over each side: a row key found on one side only marks its document.

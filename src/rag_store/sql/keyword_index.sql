@@ -10,7 +10,8 @@
 --   terms: one row per (chunk, term): how often the term occurs in the chunk's title,
 --          heading path and text together
 -- A chunk is (re)indexed when its chunk_id, chunk_hash or content_hash is new; the indexed
--- text (title, heading_path, chunk_text) is a function of those. Run the statements in
+-- text (title, heading_path, chunk_text) is a function of those. $store must have
+-- retrieval_store's stored_at column. Run the statements in
 -- order, in one transaction, after rag_store.search_macros.keyword_index_sql's analyzer
 -- statements.
 
@@ -28,14 +29,16 @@ create table if not exists $keyword_schema.terms (
     tf integer
 );
 
+-- The chunks to (re)index: indexed chunks the store no longer holds, and store rows written
+-- since the index was last brought up to date (stored_at, which retrieval_store stamps on
+-- every row it writes, at or after the newest indexed_at; a row without a stamp is always
+-- looked at) whose chunk_id, chunk_hash or content_hash the index does not have. The
+-- store's older rows were looked at when they were written, and their row groups are
+-- skipped by the stamp, so a build costs what it changed.
 create or replace temp table rag_keyword_changes as
 select indexed.chunk_id
 from $keyword_schema.docs as indexed
-anti join $store as store
-    on
-        indexed.chunk_id = store.chunk_id
-        and indexed.chunk_hash = store.chunk_hash
-        and indexed.content_hash is not distinct from store.content_hash
+anti join $store as store on indexed.chunk_id = store.chunk_id
 union
 select store.chunk_id
 from $store as store
@@ -43,7 +46,13 @@ anti join $keyword_schema.docs as indexed
     on
         store.chunk_id = indexed.chunk_id
         and store.chunk_hash = indexed.chunk_hash
-        and store.content_hash is not distinct from indexed.content_hash;
+        and store.content_hash is not distinct from indexed.content_hash
+where
+    store.stored_at is null
+    or store.stored_at >= (
+        select coalesce(max(newest.indexed_at), '-infinity'::timestamp)
+        from $keyword_schema.docs as newest
+    );
 
 delete from $keyword_schema.terms
 where chunk_id in (select changes.chunk_id from rag_keyword_changes as changes);
