@@ -117,7 +117,11 @@ def run_dbt(label: str, args, workdir: Path, feed_glob: str, timeout: float) -> 
         "build",
         "--vars",
         json.dumps(
-            {"document_feed": feed_glob, **({"embedding_model": args.model} if args.model else {})}
+            {
+                "document_feed": feed_glob,
+                **({"embedding_model": args.model} if args.model else {}),
+                **json.loads(args.extra_vars),
+            }
         ),
         "--target-path",
         str(target),
@@ -340,6 +344,9 @@ def parse_args(argv=None):
     parser.add_argument(
         "--model", default=None, help="embedding_model var, e.g. bf16:all-MiniLM-L6-v2"
     )
+    parser.add_argument(
+        "--extra-vars", default="{}", help='more dbt vars as JSON, e.g. {"snapshot_parquet": false}'
+    )
     return parser.parse_args(argv)
 
 
@@ -366,6 +373,7 @@ def main(argv=None) -> int:
     settings = {**project_settings(), "seed": args.seed}
     if args.model:
         settings["model"] = args.model
+    settings.update(json.loads(args.extra_vars))
     runs: list[CorpusRun] = []
     skipped: list[str] = []
     for docs in args.docs:
