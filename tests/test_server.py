@@ -502,9 +502,11 @@ def test_publishes_under_a_request_stream_fail_no_request(store, server):
             for number, marker in enumerate(("axolotl", "pangolin", "narwhal")):
                 publish_by_hand(
                     snapshot,
+                    # stamped when written, as retrieval_store stamps every row
                     "insert into retrieval_store select * replace ("
                     f"'stream/{marker}:0' as chunk_id, 'stream/{marker}' as doc_id, "
-                    f"'{marker} {number}' as chunk_text) "
+                    f"'{marker} {number}' as chunk_text, "
+                    "now() at time zone 'UTC' as stored_at) "
                     "from retrieval_store where chunk_id = 'stream/quokka:0'",
                 )
                 wait_for(marker, f"stream/{marker}")
@@ -526,7 +528,8 @@ def test_the_index_is_rebuilt_before_a_swap(store, server):
     publish_by_hand(
         snapshot_of(store),
         "insert into retrieval_store select * replace ("
-        "'kitchen/sourdough:0a' as chunk_id, 'copy of a chunk' as chunk_text) "
+        "'kitchen/sourdough:0a' as chunk_id, 'copy of a chunk' as chunk_text, "
+        "now() at time zone 'UTC' as stored_at) "
         "from retrieval_store where chunk_id = 'kitchen/sourdough:0'",
     )
     deadline = time.monotonic() + 30

@@ -11,7 +11,8 @@
 --          heading path and text together
 -- A chunk is (re)indexed when its chunk_id, chunk_hash or content_hash is new; the indexed
 -- text (title, heading_path, chunk_text) is a function of those. $store must have
--- retrieval_store's stored_at column. Run the statements in
+-- retrieval_store's stored_at column, stamped whenever a row is written: a row written with
+-- a stamp older than the index's newest indexed_at is not looked at. Run the statements in
 -- order, in one transaction, after rag_store.search_macros.keyword_index_sql's analyzer
 -- statements.
 
