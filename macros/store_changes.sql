@@ -5,9 +5,9 @@
     can differ from int_chunks__searchable. Returns their doc_ids, or none when every
     document must be compared: a first or --full-refresh build, var compare_whole_store, a
     --defer build (its upstream relations may be another target's, stamped on another
-    history than this store's), a store or upstream table without the stamps, a model switch (every row changes), or more
-    than max_candidates documents (a big change costs its embedding anyway, and the doc_ids
-    are inlined in the SQL). -#}
+    history than this store's), a store or upstream table without the stamps, a model
+    switch (every row changes), or more than max_candidates documents (a big change costs
+    its embedding anyway, and the doc_ids are inlined in the SQL). -#}
 {% macro store_candidate_documents(store, max_candidates=2000) -%}
 {%- if not execute or not is_incremental() or rag_store.invoked_with('defer')
     or rag_store.sql_bool(var('compare_whole_store')) == 'true' -%}
