@@ -379,7 +379,7 @@ def project_settings() -> dict:
         "duckdb_threads": os.cpu_count(),
         "max_chunk_tokens": variables["max_chunk_tokens"] or "0 (= model window 256 - 2 = 254)",
         "overlap": variables["chunk_overlap_tokens"],
-        "batch_size": variables["embedding_batch_size"],
+        "batch_size": variables["embedding_batch_size"] or "0 (= by device: 32 on the CPU)",
         "model": variables["embedding_model"],
     }
 

@@ -38,6 +38,9 @@
             ~ target.profile_name ~ "' (target " ~ target.name ~ ") in profiles.yml") }}
     {%- endif -%}
 {%- endif -%}
+{%- if execute -%}
+    {{ rag_store.check_embedding_vars() }}
+{%- endif -%}
 {%- if execute and rag_store.invoked_with('empty') and flags.WHICH in ['build', 'run'] -%}
     {%- for relation in rag_store.store_relations() -%}
         {%- if adapter.get_relation(
@@ -67,4 +70,22 @@ select 1
     through its DBT_ environment variable. -#}
 {% macro invoked_with(name) -%}
 {{ return(invocation_args_dict.get(name) in [true, 'true', 'True', 1]) }}
+{%- endmacro %}
+
+{#- The vars that say where embedding runs, checked before anything is built: a wrong value
+    would otherwise surface only as a Python traceback from chunk_embeddings, after the
+    chunking work. rag_store.embedding and rag_store.embedding_job hold the same lists. -#}
+{% macro check_embedding_vars() -%}
+{%- set choices = {
+    'embedding_device': ['auto', 'cpu', 'cuda', 'mps'],
+    'embedding_executor': ['local', 'ray'],
+} -%}
+{%- for name, allowed in choices.items() -%}
+    {%- set value = (var(name, allowed[0]) ~ '') | trim | lower -%}
+    {%- if value not in allowed + [''] -%}
+        {{ exceptions.raise_compiler_error(
+            "rag-store: var " ~ name ~ " is '" ~ var(name) ~ "'; expected one of "
+            ~ allowed | join(', ')) }}
+    {%- endif -%}
+{%- endfor -%}
 {%- endmacro %}

@@ -22,9 +22,14 @@ def model(dbt, session):
 
     # The embedder is the one row of int_active_embedder. dbt passes a config key to a
     # Python model only when the model file itself calls dbt.config.get() with that key as a
-    # literal, so the batch size is read here.
+    # literal, so the vars that steer embedding are read here.
     config = EmbeddingJobConfig.from_active_embedder(
-        dbt.ref("int_active_embedder"), dbt.config.get("embedding_batch_size")
+        dbt.ref("int_active_embedder"),
+        dbt.config.get("embedding_batch_size"),
+        device=dbt.config.get("embedding_device"),
+        executor=dbt.config.get("embedding_executor"),
+        ray_address=dbt.config.get("ray_address"),
+        ray_workers=dbt.config.get("ray_workers"),
     )
     chunks = dbt.ref("int_document_chunks")
     existing = str(dbt.this) if dbt.is_incremental else None

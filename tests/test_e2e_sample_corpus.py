@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import csv
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
 
+import numpy as np
+import psutil
 import pytest
-from conftest import REPO, DbtProject
+from conftest import BIN, REPO, DbtProject
 from test_e2e_pipeline import search_json
 
 from rag_store.search import search_text
@@ -66,3 +76,96 @@ def test_second_delivery_is_applied_exactly(sample_store):
     }
     assert len(changed_docs) <= 4
     assert 0 < second.embedded < first.embedded / 5
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A real two-CPU Ray cluster started with `ray start --head`, stopped after the module.
+    Its temp dir is short: Ray's socket paths must fit in 107 bytes."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    ray = str(BIN / "ray")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run(
+        [
+            *(ray, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port)),
+            *("--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "false"),
+            *("--temp-dir", temp, "--disable-usage-stats"),
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+        timeout=180,
+    )
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, env=env, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _embedding_workers() -> list[psutil.Process]:
+    """The Ray actor processes embedding a batch right now (Ray names them by the call)."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if cmdline.startswith("ray::Embedder.embed"):
+            found.append(process)
+    return found
+
+
+def test_ray_executor_equals_the_local_one_and_survives_a_killed_worker(
+    sample_store, ray_cluster, tmp_path
+):
+    """The sample corpus embedded by actors of a real Ray cluster, one of them SIGKILLed
+    mid-embedding: the build still lands green, and every vector matches the local
+    executor's (the sample store) within 1e-5."""
+    local = sample_store[0]
+    project = DbtProject(tmp_path / "on-ray")
+    project.deliver(*FEED)
+    ray_vars = {
+        "embedding_executor": "ray",
+        "ray_address": ray_cluster,
+        # small batches: the killed worker is caught mid-run, with batches on every side
+        "embedding_batch_size": 4,
+        "publish_snapshot": False,
+    }
+    log = tmp_path / "build.log"
+    with log.open("w") as out:
+        build = subprocess.Popen(
+            project.command("build", vars=ray_vars),
+            cwd=REPO,
+            env=project.env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 600
+        killed = None
+        while killed is None and build.poll() is None and time.monotonic() < deadline:
+            workers = _embedding_workers()
+            if workers and "checkpoint" in log.read_text():
+                killed = workers[0]
+                killed.send_signal(signal.SIGKILL)
+            time.sleep(0.1)
+        build.wait(timeout=600)
+    output = log.read_text()
+    assert killed is not None, f"no Ray worker was seen embedding:\n{output[-4000:]}"
+    assert build.returncode == 0, output[-6000:]
+    assert re.search(r"Ray worker \d+ lost", output), output[-4000:]
+
+    query = """
+        select chunk_hash, embedding from chunk_embeddings
+        where error is null and chunk_hash in (select chunk_hash from int_document_chunks)
+        order by chunk_hash
+    """
+    on_ray = project.query(query)
+    at_home = dict(local.query(query))
+    assert [hash_ for hash_, _ in on_ray] == sorted(at_home)
+    ray_vectors = np.array([vector for _, vector in on_ray], dtype=np.float32)
+    local_vectors = np.array([at_home[hash_] for hash_, _ in on_ray], dtype=np.float32)
+    assert np.abs(ray_vectors - local_vectors).max() <= 1e-5
+    assert project.checksum() != "" and project.query(
+        "select count(*) from retrieval_store"
+    ) == local.query("select count(*) from retrieval_store")

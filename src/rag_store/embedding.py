@@ -20,6 +20,54 @@ from rag_store.embedder_info import EmbedderInfo, embedder_info, offline_environ
 
 DEFAULT_BATCH_SIZE = 32
 
+# Where torch runs an embedder: var embedding_device. "auto" takes a CUDA or MPS device when
+# torch sees one and the CPU otherwise. The device does not enter the model_id: the same
+# weights at the same precision give the same vectors on any device (bench/gpu_check.sh
+# checks the cosine on a GPU machine); a reduced precision is its own model_id, as bf16: is.
+DEVICES = ("auto", "cpu", "cuda", "mps")
+ACCELERATORS = ("cuda", "mps")
+# Texts per forward pass when embedding_batch_size is 0 (the default): an accelerator is
+# only kept busy by bigger batches than the CPU, where 32 measured best (docs/benchmarks.md).
+ACCELERATOR_BATCH_SIZE = 256
+
+
+def requested_device(value: object = None) -> str:
+    """The var embedding_device, checked: one of DEVICES ('' and None mean auto)."""
+    device = str(value or "auto").strip().lower()
+    if device not in DEVICES:
+        raise ValueError(f"embedding_device={value!r}: expected one of {', '.join(DEVICES)}")
+    return device
+
+
+def batch_size_for(device: str, batch_size: int = 0) -> int:
+    """`batch_size` when set (>= 1), else the default for `device`."""
+    if batch_size:
+        return batch_size
+    return ACCELERATOR_BATCH_SIZE if device in ACCELERATORS else DEFAULT_BATCH_SIZE
+
+
+def resolve_device(requested: str = "auto") -> str:
+    """The torch device for `requested`: an explicit accelerator must be there."""
+    requested = requested_device(requested)
+    if requested == "cpu":
+        return "cpu"
+    offline_environment()
+    import torch
+
+    available = {
+        "cuda": torch.cuda.is_available(),
+        "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
+    }
+    if requested == "auto":
+        return next((name for name in ACCELERATORS if available[name]), "cpu")
+    if not available[requested]:
+        raise RuntimeError(
+            f"embedding_device={requested} but torch {torch.__version__} sees no "
+            f"{requested.upper()} device: install a torch build with {requested.upper()} "
+            "support, or set embedding_device: auto (uses the CPU when no accelerator is there)"
+        )
+    return requested
+
 
 # Which engine runs an fp32 embedder: env RAG_STORE_EMBEDDING_RUNTIME, "torch",
 # "onnxruntime" or "auto" (the default). Both fp32 engines give the same vectors (the ONNX
@@ -41,11 +89,17 @@ def requested_runtime() -> str:
     return value
 
 
-def runtime_for(info: EmbedderInfo, texts: int = 1) -> str:
-    """The engine that embeds `texts` texts with `info` in this process."""
+def runtime_for(info: EmbedderInfo, texts: int = 1, device: str = "auto") -> str:
+    """The engine that embeds `texts` texts with `info` on `device` in this process."""
+    device = requested_device(device)
     if info.precision == "int8":
+        if device in ACCELERATORS:
+            raise ValueError(
+                f"{info.model_id} runs on ONNX Runtime on the CPU; set embedding_device: cpu "
+                "or auto for it"
+            )
         return "onnxruntime"
-    if info.precision != "fp32":
+    if info.precision != "fp32" or device in ACCELERATORS:
         return "torch"
     requested = requested_runtime()
     if requested != "auto":
@@ -53,21 +107,25 @@ def runtime_for(info: EmbedderInfo, texts: int = 1) -> str:
     return "torch" if texts >= AUTO_TORCH_FROM_TEXTS else "onnxruntime"
 
 
-def load_model(model_ref: str, texts: int = 1):
-    """The encoder for `model_ref` that suits embedding about `texts` texts (an object with
-    .runtime, .encode(texts) and .set_threads(n)), loaded once per process, never from the
-    net."""
+def load_model(model_ref: str, texts: int = 1, device: str = "auto"):
+    """The encoder for `model_ref` that suits embedding about `texts` texts on `device` (an
+    object with .runtime, .device, .encode(texts) and .set_threads(n)), loaded once per
+    process, never from the net."""
     info = embedder_info(model_ref)
     if info.backend == "hash":
         raise ValueError(f"{model_ref!r} is the test-only hash embedder: it has no model")
+    runtime = runtime_for(info, texts, device)
     # References that name the same model at the same precision share one encoder.
     return _load_encoder(
-        replace(info, reference=""), runtime_for(info, texts), requested_runtime() == "auto"
+        replace(info, reference=""),
+        runtime,
+        requested_runtime() == "auto",
+        resolve_device(device) if runtime == "torch" else "cpu",
     )
 
 
 @lru_cache(maxsize=8)
-def _load_encoder(info: EmbedderInfo, runtime: str, may_fall_back: bool):
+def _load_encoder(info: EmbedderInfo, runtime: str, may_fall_back: bool, device: str = "cpu"):
     from rag_store import onnx_models
 
     if runtime == "onnxruntime":
@@ -78,16 +136,17 @@ def _load_encoder(info: EmbedderInfo, runtime: str, may_fall_back: bool):
             if variant == "int8" or not may_fall_back:
                 raise
             print(f"rag-store: {exc}; embedding with torch instead", file=sys.stderr)
-    return TorchEncoder(info)
+    return TorchEncoder(info, device)
 
 
-def load_torch_model(info: EmbedderInfo):
-    """The SentenceTransformer of `info` (any precision shares it), loaded once per process."""
-    return _load_model(str(info.path), info.dimension, info.max_seq_length)
+def load_torch_model(info: EmbedderInfo, device: str = "cpu"):
+    """The SentenceTransformer of `info` on `device` (any precision shares it), loaded once
+    per process."""
+    return _load_model(str(info.path), info.dimension, info.max_seq_length, device)
 
 
 @lru_cache(maxsize=4)
-def _load_model(path: str, dimension: int, max_seq_length: int):
+def _load_model(path: str, dimension: int, max_seq_length: int, device: str = "cpu"):
     offline_environment()
     import torch
     import transformers
@@ -96,7 +155,7 @@ def _load_model(path: str, dimension: int, max_seq_length: int):
     transformers.utils.logging.disable_progress_bar()
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    model = SentenceTransformer(path, device="cpu", local_files_only=True)
+    model = SentenceTransformer(path, device=device, local_files_only=True)
     get_dimension = (
         getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
     )
@@ -115,9 +174,9 @@ class TorchEncoder:
 
     runtime = "torch"
 
-    def __init__(self, info: EmbedderInfo):
-        self.info = info
-        self._model = load_torch_model(info)
+    def __init__(self, info: EmbedderInfo, device: str = "cpu"):
+        self.info, self.device = info, device
+        self._model = load_torch_model(info, device)
 
     def set_threads(self, threads: int) -> None:
         import torch
@@ -125,7 +184,7 @@ class TorchEncoder:
         torch.set_num_threads(int(threads))
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        with _precision_context(self.info):
+        with _precision_context(self.info, self.device):
             return self._model.encode(
                 list(texts),
                 batch_size=len(texts),
@@ -153,13 +212,14 @@ def _warn_slow_bf16() -> None:
         )
 
 
-def _precision_context(info: EmbedderInfo):
-    """The autocast context that runs the forward pass at `info.precision`."""
+def _precision_context(info: EmbedderInfo, device: str = "cpu"):
+    """The autocast context that runs the forward pass at `info.precision` on `device`."""
     import torch
 
     if info.precision == "bf16":
-        _warn_slow_bf16()
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        if device == "cpu":
+            _warn_slow_bf16()
+        return torch.autocast(device, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -212,15 +272,14 @@ def embed_batch(texts: Sequence[str], model_ref: str, encoder=None) -> np.ndarra
     return l2_normalise(encoder.encode(list(texts)))
 
 
-def embed_texts(
-    texts: Sequence[str], model_ref: str, batch_size: int = DEFAULT_BATCH_SIZE
-) -> np.ndarray:
-    """Embed `texts` in length-sorted batches; float32 [len(texts), d], unit length, in the
-    order of `texts`."""
+def embed_texts(texts: Sequence[str], model_ref: str, batch_size: int = 0) -> np.ndarray:
+    """Embed `texts` in length-sorted batches of `batch_size` (0: the device's default);
+    float32 [len(texts), d], unit length, in the order of `texts`."""
     info: EmbedderInfo = embedder_info(model_ref)
     result = np.zeros((len(texts), info.dimension), dtype=np.float32)
     encoder = load_model(model_ref, len(texts)) if texts and info.backend != "hash" else None
-    for batch in length_sorted_batches(texts, batch_size):
+    device = getattr(encoder, "device", "cpu")
+    for batch in length_sorted_batches(texts, batch_size_for(device, batch_size)):
         result[batch] = embed_batch([texts[i] for i in batch], model_ref, encoder)
     return result
 

@@ -27,24 +27,63 @@ from rag_store.embedding_tables import (
     vector_array,
 )
 
+EXECUTORS = ("local", "ray")
+
 
 @dataclass(frozen=True)
 class EmbeddingJobConfig:
     model_ref: str = DEFAULT_MODEL
     expected_dimension: int | None = None
-    batch_size: int = 32
+    # Texts per forward pass; 0 = the device's default (embedding.batch_size_for).
+    batch_size: int = 0
+    # Vars embedding_device, embedding_executor, ray_address and ray_workers (README).
+    device: str = "auto"
+    executor: str = "local"
+    ray_address: str = ""
+    ray_workers: int = 0
 
     @classmethod
     def from_active_embedder(
-        cls, active_embedder: duckdb.DuckDBPyRelation, batch_size: object
+        cls,
+        active_embedder: duckdb.DuckDBPyRelation,
+        batch_size: object,
+        device: object = None,
+        executor: object = None,
+        ray_address: object = None,
+        ray_workers: object = None,
     ) -> EmbeddingJobConfig:
         """The config of a dbt Python model: the embedder from the one row of the
-        int_active_embedder relation, the batch size from the model's config."""
+        int_active_embedder relation, the rest from the model's config (its vars)."""
+        from rag_store.embedding import requested_device
+
         model_ref, dimension = active_embedder.select("model_reference, dimension").fetchone()
-        batch = int(batch_size or 32)
-        if batch < 1:
-            raise ValueError(f"embedding_batch_size must be >= 1, got {batch}")
-        return cls(str(model_ref), int(dimension), batch)
+        batch = _whole_number("embedding_batch_size", batch_size)
+        workers = _whole_number("ray_workers", ray_workers)
+        chosen = str(executor or "local").strip().lower()
+        if chosen not in EXECUTORS:
+            raise ValueError(
+                f"embedding_executor={executor!r}: expected one of {', '.join(EXECUTORS)}"
+            )
+        return cls(
+            str(model_ref),
+            int(dimension),
+            batch,
+            requested_device(device),
+            chosen,
+            str(ray_address or "").strip(),
+            workers,
+        )
+
+
+def _whole_number(name: str, value: object) -> int:
+    """A var that is a count >= 0 ('' and None mean 0)."""
+    try:
+        number = int(str(value).strip() or 0) if value is not None else 0
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number >= 0, got {value!r}") from None
+    if number < 0:
+        raise ValueError(f"{name} must be a whole number >= 0, got {number}")
+    return number
 
 
 def check_dimension(info: EmbedderInfo, expected: int | None) -> None:
@@ -232,17 +271,10 @@ def _embed_pending(
     in_flight: InFlight,
     embedded_at: datetime,
 ) -> pa.Table:
-    """Embed `pending` in length-sorted batches, committing each batch to `in_flight`."""
-    from rag_store.embedding import length_sorted_batches, load_model, progress_bar
+    """Embed `pending` in length-sorted batches on the configured executor, committing each
+    batch to `in_flight` as it arrives."""
+    from rag_store.embedding import batch_size_for, length_sorted_batches, progress_bar
 
-    encoder = None
-    if info.backend == "sentence-transformers":
-        loading = time.perf_counter()
-        encoder = load_model(config.model_ref, pending.num_rows)
-        log(
-            f"chunk_embeddings: model loaded in {time.perf_counter() - loading:.1f}s "
-            f"({encoder.runtime}, {info.precision})"
-        )
     total = pending.num_rows
     texts = pending.column("embedding_text").to_pylist()
     # Each batch takes its rows by index. On a table of several Arrow chunks (DuckDB hands
@@ -251,31 +283,43 @@ def _embed_pending(
     # O(batch); the texts, which could pass 2 GB, are already a list.
     keys = pending.select(["chunk_hash", "token_count"]).combine_chunks()
     parts: list[pa.Table] = []
-    started = last_report = time.perf_counter()
-    attempted = finished = 0
+    progress = {"attempted": 0, "finished": 0, "reported": time.perf_counter()}
+
+    def save(batch: list[int], vectors: np.ndarray, errors: list[str | None]) -> None:
+        rows = keys.take(batch)
+        part = chunk_embeddings_table(
+            info,
+            rows.column("chunk_hash"),
+            vector_array(vectors, [error is not None for error in errors]),
+            rows.column("token_count"),
+            embedded_at,
+            errors,
+        )
+        in_flight.save(part)
+        parts.append(part)
+        progress["attempted"] += len(batch)
+        progress["finished"] += part.num_rows - part.column("embedding").null_count
+        bar.update(len(batch))
+        now = time.perf_counter()
+        if now - progress["reported"] >= 2.0 or progress["attempted"] >= total:
+            progress["reported"] = now
+            log(f"chunk_embeddings: checkpoint {progress['finished']}/{total} vectors saved")
+
+    started = time.perf_counter()
     with progress_bar(total, "embedding") as bar:
-        for batch in length_sorted_batches(texts, config.batch_size):
-            vectors, errors = _embed_batch(
-                [texts[i] for i in batch], info, config.model_ref, encoder
-            )
-            rows = keys.take(batch)
-            part = chunk_embeddings_table(
-                info,
-                rows.column("chunk_hash"),
-                vector_array(vectors, [error is not None for error in errors]),
-                rows.column("token_count"),
-                embedded_at,
-                errors,
-            )
-            in_flight.save(part)
-            parts.append(part)
-            attempted += len(batch)
-            finished += part.num_rows - part.column("embedding").null_count
-            bar.update(len(batch))
-            if time.perf_counter() - last_report >= 2.0 or attempted >= total:
-                last_report = time.perf_counter()
-                log(f"chunk_embeddings: checkpoint {finished}/{total} vectors saved")
+        if config.executor == "ray":
+            from rag_store import ray_executor
+
+            batches = length_sorted_batches(texts, batch_size_for(config.device, config.batch_size))
+            ray_executor.embed(texts, batches, info, config, save, log)
+        else:
+            encoder = _local_encoder(info, config, total)
+            device = getattr(encoder, "device", "cpu")
+            for batch in length_sorted_batches(texts, batch_size_for(device, config.batch_size)):
+                batch_texts = [texts[i] for i in batch]
+                save(batch, *embed_batch_or_errors(batch_texts, info, config.model_ref, encoder))
     elapsed = max(time.perf_counter() - started, 1e-9)
+    finished = progress["finished"]
     failed = total - finished
     tokens = sum(pending.column("token_count").to_pylist())
     log(
@@ -286,7 +330,22 @@ def _embed_pending(
     return pa.concat_tables(parts)
 
 
-def _embed_batch(
+def _local_encoder(info: EmbedderInfo, config: EmbeddingJobConfig, texts: int):
+    """The encoder of this process for `texts` pending texts (None for the hash embedder)."""
+    from rag_store.embedding import load_model
+
+    if info.backend != "sentence-transformers":
+        return None
+    loading = time.perf_counter()
+    encoder = load_model(config.model_ref, texts, config.device)
+    log(
+        f"chunk_embeddings: model loaded in {time.perf_counter() - loading:.1f}s "
+        f"({encoder.runtime} on {encoder.device}, {info.precision})"
+    )
+    return encoder
+
+
+def embed_batch_or_errors(
     texts: list[str], info: EmbedderInfo, model_ref: str, encoder=None
 ) -> tuple[np.ndarray, list[str | None]]:
     """Vectors [len(texts), d] and per-text errors (None: embedded) for one batch; one bad

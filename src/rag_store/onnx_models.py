@@ -256,6 +256,7 @@ class OnnxEncoder:
     (not yet normalised), as SentenceTransformer.encode computes it."""
 
     runtime = "onnxruntime"
+    device = "cpu"
 
     def __init__(self, onnx_file: Path, info: EmbedderInfo, threads: int | None = None):
         import onnxruntime as ort
