@@ -4,10 +4,12 @@ kept when a build fails; search modes from the CLI."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import duckdb
 import pytest
-from conftest import FIXTURES, HASH_EMBEDDER, DbtProject, document, write_feed
+from conftest import BIN, FIXTURES, HASH_EMBEDDER, DbtProject, document, write_feed
 from test_e2e_pipeline import search_cli
 
 from rag_store.duckdb_ext import load_extension
@@ -274,3 +276,62 @@ def test_the_replaced_snapshot_is_kept_where_hard_links_are_refused(tmp_path, mo
     kept = publishing.previous_path(current)
     publishing._keep(current, kept)
     assert kept.read_bytes() == b"published store"
+
+
+def test_a_store_published_to_a_shared_directory_is_read_as_another_host_would(
+    dbt_project, tmp_path
+):
+    """snapshot_path on a shared directory: a host that mounts it elsewhere, with no project,
+    no main database and an environment of its own, searches it with rag-store and reads it
+    with the DuckDB shell, and sees the next publish."""
+    share = tmp_path / "share"
+    dbt_project.vars = {**HASH_EMBEDDER, "snapshot_path": str(share / "store.duckdb")}
+    dbt_project.deliver(FIXTURES / "small_feed" / "batch_1.jsonl")
+    dbt_project.build()
+
+    host = tmp_path / "other-host"
+    host.mkdir()
+    (host / "mnt").symlink_to(share, target_is_directory=True)
+    store = host / "mnt" / "store.duckdb"
+    env = {"PATH": os.environ["PATH"], "HOME": str(host), "HF_HUB_OFFLINE": "1"}
+
+    def search(question: str, mode: str) -> list[str]:
+        done = subprocess.run(
+            [
+                *(str(BIN / "rag-store"), "search", question, "--mode", mode, "--json"),
+                *("--k", "3", "--db", str(store)),
+            ],
+            cwd=host,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        return [hit["doc_id"] for hit in json.loads(done.stdout)["hits"]]
+
+    def shell(sql: str) -> str:
+        done = subprocess.run(
+            [str(BIN / "duckdb"), "-readonly", "-noheader", "-list", str(store), "-c", sql],
+            cwd=host,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    live = "select count(*) from int_documents__latest where not is_deleted"
+    (documents,) = dbt_project.query(live)[0]
+    # The main database is out of reach of the other host.
+    away = dbt_project.db.rename(dbt_project.db.with_name("elsewhere.duckdb"))
+    assert search("smoke alarm battery", "keyword")[0] == "home/smoke-alarms"
+    assert len(search("how often should I oil my bicycle chain", "vector")) == 3
+    assert shell("select count(*) from documents") == str(documents)
+
+    away.rename(dbt_project.db)
+    write_feed(dbt_project, "2.jsonl", [document("sea/whales", "Whales sing in cold oceans.")])
+    dbt_project.build()
+    assert search("whales sing in cold oceans", "keyword")[0] == "sea/whales"
+    assert shell("select count(*) from documents") == str(documents + 1)
