@@ -129,6 +129,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rag_store.evaluation import run
+    from rag_store.watch import parse_cli_vars
 
     try:
         table = run(
@@ -137,6 +138,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             Path(args.project_dir).resolve(),
             args.model,
             Path(args.keep).resolve() if args.keep else None,
+            parse_cli_vars(args.vars),
         )
     except (FileNotFoundError, RuntimeError) as exc:
         print(f"rag-store eval: {exc}", file=sys.stderr)
@@ -314,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--project-dir", default=".", help="the dbt project (default: .)")
     evaluate.add_argument("--model", default=DEFAULT_MODEL, help="embedder to evaluate")
     evaluate.add_argument("--keep", help="keep the evaluation store in this directory")
+    evaluate.add_argument(
+        "--vars", help="more dbt vars for the build, as for dbt build (YAML or JSON)"
+    )
     evaluate.set_defaults(handler=cmd_eval)
 
     rollback = commands.add_parser(

@@ -102,7 +102,9 @@ def documents_from_chunks(chunk_doc_ids: list[str], k: int = 10) -> list[str]:
     return ranked
 
 
-def build_store(feed: Path, workdir: Path, project_dir: Path, model_ref: str) -> Path:
+def build_store(
+    feed: Path, workdir: Path, project_dir: Path, model_ref: str, extra_vars: dict | None = None
+) -> Path:
     database = workdir / "eval.duckdb"
     env = dict(os.environ, RAG_STORE_DB=str(database), DBT_PROFILES_DIR=str(project_dir))
     dbt = Path(sys.executable).parent / "dbt"
@@ -111,6 +113,7 @@ def build_store(feed: Path, workdir: Path, project_dir: Path, model_ref: str) ->
         "embedding_model": model_ref,
         "max_rejected_rows": 1_000_000,
         "max_delete_fraction": 1,
+        **(extra_vars or {}),
     }
     command = [
         str(dbt),
@@ -192,7 +195,12 @@ def report(name: str, results: dict[str, dict[str, float]], queries: int, docs: 
 
 
 def run(
-    name: str, eval_dir: Path, project_dir: Path, model_ref: str, keep: Path | None = None
+    name: str,
+    eval_dir: Path,
+    project_dir: Path,
+    model_ref: str,
+    keep: Path | None = None,
+    extra_vars: dict | None = None,
 ) -> str:
     collection = load_collection(eval_dir, name)
     with tempfile.TemporaryDirectory(prefix=f"rag-store-eval-{name}-") as scratch:
@@ -201,6 +209,6 @@ def run(
         feed = workdir / f"{name}.jsonl"
         write_feed(collection, feed)
         print(f"[rag-store] eval: building a store from {feed}", file=sys.stderr, flush=True)
-        snapshot = build_store(feed, workdir, project_dir, model_ref)
+        snapshot = build_store(feed, workdir, project_dir, model_ref, extra_vars)
         results = evaluate(snapshot, collection, model_ref)
     return report(name, results, len(collection.queries), len(collection.documents))
