@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 
 import duckdb
 import pytest
@@ -282,8 +283,11 @@ def test_a_store_published_to_a_shared_directory_is_read_as_another_host_would(
     dbt_project, tmp_path
 ):
     """snapshot_path on a shared directory: a host that mounts it elsewhere, with no project,
-    no main database and an environment of its own, searches it with rag-store and reads it
-    with the DuckDB shell, and sees the next publish."""
+    no main database and an environment of its own, searches it with rag-store, reads it
+    with the DuckDB shell and serves it, and sees the next publish (the server without a
+    restart)."""
+    from server_helpers import ServerProcess
+
     share = tmp_path / "share"
     dbt_project.vars = {**HASH_EMBEDDER, "snapshot_path": str(share / "store.duckdb")}
     dbt_project.deliver(FIXTURES / "small_feed" / "batch_1.jsonl")
@@ -329,9 +333,22 @@ def test_a_store_published_to_a_shared_directory_is_read_as_another_host_would(
     assert search("smoke alarm battery", "keyword")[0] == "home/smoke-alarms"
     assert len(search("how often should I oil my bicycle chain", "vector")) == 3
     assert shell("select count(*) from documents") == str(documents)
+    unset = {"RAG_STORE_DB": None, "DBT_PROFILES_DIR": None, "HOME": str(host)}
+    server = ServerProcess(dbt_project, "--db", str(store), env=unset)
+    try:
+        question = "/search?q=narwhals&mode=keyword&k=1"
+        assert server.get(question).json()["results"] == []
 
-    away.rename(dbt_project.db)
-    write_feed(dbt_project, "2.jsonl", [document("sea/whales", "Whales sing in cold oceans.")])
-    dbt_project.build()
-    assert search("whales sing in cold oceans", "keyword")[0] == "sea/whales"
-    assert shell("select count(*) from documents") == str(documents + 1)
+        away.rename(dbt_project.db)
+        whales = document("sea/whales", "Narwhals sing beneath the pack ice.")
+        write_feed(dbt_project, "2.jsonl", [whales])
+        dbt_project.build()
+        assert search("narwhals", "keyword")[0] == "sea/whales"
+        assert shell("select count(*) from documents") == str(documents + 1)
+        deadline = time.monotonic() + 60
+        while not server.get(question).json()["results"]:
+            assert time.monotonic() < deadline, f"publish not picked up:\n{server.stderr()}"
+            time.sleep(0.2)
+        assert server.get(question).json()["results"][0]["doc_id"] == "sea/whales"
+    finally:
+        server.stop()
