@@ -112,3 +112,22 @@ def test_cuda_vectors_match_the_cpu_and_keep_the_model_id():
     assert (on_cpu * on_cuda).sum(axis=1).min() >= 0.9999
     # The model_id names weights and precision, not the device.
     assert embedder_info(DEFAULT_MODEL).model_id == cpu.info.model_id == cuda.info.model_id
+
+
+def test_a_few_pending_chunks_are_embedded_here_even_with_the_ray_executor(capsys):
+    """Ray's start-up costs more than embedding a change build's chunks in the process."""
+    import duckdb
+
+    from rag_store.embedding_job import RAY_FROM_CHUNKS, run_embedding_job
+
+    session = duckdb.connect()
+    chunks = session.sql(
+        "select 'doc:' || i as chunk_id, 'hash-' || i as chunk_hash, "
+        "'text number ' || i as embedding_text, 3 as token_count "
+        f"from range({RAY_FROM_CHUNKS - 1}) as t(i)"
+    )
+    config = EmbeddingJobConfig("hash:all-MiniLM-L6-v2", 384, executor="ray", ray_address="x:1")
+    rows = run_embedding_job(session, chunks, None, config)
+    assert rows.num_rows == RAY_FROM_CHUNKS - 1
+    assert rows.column("embedding").null_count == 0
+    assert f"fewer than {RAY_FROM_CHUNKS}" in capsys.readouterr().err

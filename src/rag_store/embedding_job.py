@@ -28,6 +28,10 @@ from rag_store.embedding_tables import (
 )
 
 EXECUTORS = ("local", "ray")
+# With embedding_executor: ray, fewer pending chunks than this are embedded in the build's
+# process: Ray's start-up and the actors' model loads (5-10 s, docs/benchmarks.md) are more
+# than embedding them here, so a change build (or a watch cycle) never waits for a cluster.
+RAY_FROM_CHUNKS = 256
 
 
 @dataclass(frozen=True)
@@ -170,7 +174,7 @@ class InFlight:
                     order by pending.chunk_hash
                     """,
                     {"model_id": self.info.model_id},
-                ).fetch_arrow_table()
+                ).to_arrow_table()
         return chunk_embeddings_table(
             self.info,
             found["chunk_hash"],
@@ -202,7 +206,7 @@ def run_embedding_job(
     params = {"model_id": info.model_id} if existing_table else {}
     pending = session.execute(
         pending_chunks_sql(chunks.sql_query(), existing_table), params
-    ).fetch_arrow_table()
+    ).to_arrow_table()
     current_hashes = session.execute(
         f"select count(distinct chunk_hash) from ({chunks.sql_query()})"
     ).fetchone()[0]
@@ -307,7 +311,13 @@ def _embed_pending(
 
     started = time.perf_counter()
     with progress_bar(total, "embedding") as bar:
-        if config.executor == "ray":
+        on_ray = config.executor == "ray" and total >= RAY_FROM_CHUNKS
+        if config.executor == "ray" and not on_ray:
+            log(
+                f"chunk_embeddings: {total} chunk(s) embed here: fewer than {RAY_FROM_CHUNKS}, "
+                "they take less time than Ray's start-up"
+            )
+        if on_ray:
             from rag_store import ray_executor
 
             batches = length_sorted_batches(texts, batch_size_for(config.device, config.batch_size))

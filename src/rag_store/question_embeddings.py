@@ -52,7 +52,7 @@ def embed_questions(
     pending = session.execute(
         pending_questions_sql(questions.sql_query(), documents.sql_query(), existing_table),
         {"model_id": info.model_id} if existing_table else {},
-    ).fetch_arrow_table()
+    ).to_arrow_table()
     texts = pending.column("query_text").to_pylist()
     log(f"golden_query_embeddings: {len(texts)} question(s) to embed")
     if texts:
