@@ -31,7 +31,14 @@
 {%- do plan.update({'write_parquet': rag_store.sql_bool(var('snapshot_parquet')) == 'true'}) -%}
 {%- for statement in plan['statements'] -%}
     {%- if not statement['requires'] or adapter.get_relation(database=store.database, schema=store.schema, identifier=statement['requires']) is not none -%}
-        {%- do run_query(statement['sql']) -%}
+        {%- set sql = statement['sql'] -%}
+        {%- if statement['expand'] -%}
+            {#- The changed doc_ids as a literal list, which DuckDB pushes into the scans. -#}
+            {%- set sql = run_query("select rag_publish_expand(" ~ rag_store.sql_string(sql)
+                ~ ", (select coalesce(list(doc_id order by doc_id), []::varchar[])"
+                ~ " from rag_publish_changes))").columns[0].values()[0] -%}
+        {%- endif -%}
+        {%- do run_query(sql) -%}
     {%- endif -%}
 {%- endfor -%}
 {%- set published = run_query("select rag_publish_swap(" ~ rag_store.sql_string(tojson(plan)) ~ ")") -%}

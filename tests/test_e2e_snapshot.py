@@ -352,3 +352,23 @@ def test_a_store_published_to_a_shared_directory_is_read_as_another_host_would(
         assert server.get(question).json()["results"][0]["doc_id"] == "sea/whales"
     finally:
         server.stop()
+
+
+def test_a_patch_names_the_changed_documents_as_literals_the_scans_can_use():
+    from rag_store import snapshot
+
+    statement = f"delete from main.retrieval_store where {snapshot.CHANGED_DOCUMENTS}"
+    assert snapshot.expand_changed_documents(statement, ["a/1", "o'brien"]) == (
+        "delete from main.retrieval_store where doc_id in ('a/1', 'o''brien')"
+    )
+    assert snapshot.expand_changed_documents(statement, []).endswith("where false")
+    many = [f"doc-{i}" for i in range(snapshot.MAX_LITERAL_DOCUMENTS + 1)]
+    assert snapshot.expand_changed_documents(statement, many).endswith(
+        "where doc_id in (select doc_id from rag_publish_changes)"
+    )
+    plan = snapshot.publish_statements(
+        {snapshot.STORE_TABLE: "select 1"}, ["doc_id"], 3, True, "/tmp/x.duckdb", "memory"
+    )
+    expanded = [entry["sql"] for entry in plan if entry["expand"]]
+    assert len(expanded) == 2 and all(snapshot.CHANGED_DOCUMENTS in sql for sql in expanded)
+    assert not any(snapshot.CHANGED_DOCUMENTS in e["sql"] for e in plan if not e["expand"])

@@ -205,6 +205,14 @@ UDFS: tuple[Udf, ...] = (
         side_effects=True,
     ),
     Udf("rag_publish_inputs", "rag_store.snapshot:publish_inputs_json", (), VARCHAR),
+    # rag_publish_expand(statement, changed doc_ids) -> the statement with its doc_id
+    # condition filled in (a patch plan's statements marked `expand`)
+    Udf(
+        "rag_publish_expand",
+        "rag_store.snapshot:expand_changed_documents",
+        (VARCHAR, "VARCHAR[]"),
+        VARCHAR,
+    ),
     Udf(
         "rag_search_macros_sql",
         "rag_store.search_macros:install_sql_json",

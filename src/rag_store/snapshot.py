@@ -71,6 +71,13 @@ SNAPSHOT_LAYOUT = "4"
 STAGING_ALIAS = "rag_publish"
 PUBLISHED_ALIAS = "rag_published"
 
+# In a patch plan, the statements marked `expand` hold this marker where their doc_id
+# condition goes; the hook has it replaced (SQL function rag_publish_expand, that is
+# expand_changed_documents) with the doc_ids of temp table rag_publish_changes, filled by an
+# earlier statement of the plan.
+CHANGED_DOCUMENTS = "/*rag_changed_documents*/ true"
+MAX_LITERAL_DOCUMENTS = 2000
+
 
 def publish_inputs() -> list[str]:
     """The relations of the store's schema that a publish reads (optional tables aside)."""
@@ -285,10 +292,17 @@ def publish_statements(
             statements.append(
                 "create or replace temp table rag_publish_news as select * from rag_publish_changes"
             )
+        # The changed doc_ids go into these two as a literal list (CHANGED_DOCUMENTS):
+        # DuckDB pushes a constant IN list into the scans, where `in (select ...)` read
+        # every row and vector of the store (9 s of a publish at a million chunks, busy
+        # machine; docs/benchmarks.md).
         statements += [
-            f"delete from {store} where doc_id in (select doc_id from rag_publish_changes)",
-            f"insert into {store} by name select * from {source} as source "
-            "where doc_id in (select doc_id from rag_publish_changes) order by doc_id, chunk_index",
+            {"sql": f"delete from {store} where {CHANGED_DOCUMENTS}", "expand": True},
+            {
+                "sql": f"insert into {store} by name select * from {source} as source "
+                f"where {CHANGED_DOCUMENTS} order by doc_id, chunk_index",
+                "expand": True,
+            },
         ]
     else:
         statements += [
@@ -321,15 +335,32 @@ def publish_statements(
         "reset disabled_compression_methods",
     ]
     required = {f"create or replace table main.{table} ": table for table in OPTIONAL_TABLES}
-    return [
-        {
-            "sql": sql,
-            "requires": next(
-                (table for prefix, table in required.items() if sql.startswith(prefix)), None
-            ),
-        }
-        for sql in statements
-    ]
+    plan = []
+    for statement in statements:
+        entry = statement if isinstance(statement, dict) else {"sql": statement}
+        sql = entry["sql"]
+        plan.append(
+            {
+                "sql": sql,
+                "requires": next(
+                    (table for prefix, table in required.items() if sql.startswith(prefix)), None
+                ),
+                "expand": entry.get("expand", False),
+            }
+        )
+    return plan
+
+
+def expand_changed_documents(sql: str, doc_ids: list[str]) -> str:
+    """`sql` with CHANGED_DOCUMENTS as a condition on doc_id: a literal IN list of `doc_ids`
+    up to MAX_LITERAL_DOCUMENTS, else the subquery over rag_publish_changes."""
+    if len(doc_ids) > MAX_LITERAL_DOCUMENTS:
+        condition = "doc_id in (select doc_id from rag_publish_changes)"
+    elif doc_ids:
+        condition = f"doc_id in ({', '.join(_literal(doc_id) for doc_id in doc_ids)})"
+    else:
+        condition = "false"
+    return sql.replace(CHANGED_DOCUMENTS, condition)
 
 
 def publish_plan(
