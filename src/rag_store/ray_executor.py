@@ -165,8 +165,10 @@ class _WorkerPool:
         on_gpus = info.backend == "sentence-transformers" and (
             config.device == "cuda" or (config.device == "auto" and gpus > 0)
         )
-        available = gpus if on_gpus else int(resources.get("CPU", 1))
-        self.size = max(1, min(config.ray_workers or available, batches))
+        available = max(1, gpus if on_gpus else int(resources.get("CPU", 1)))
+        # No more actors than the cluster can place: an actor waiting for a CPU would hold
+        # its queued batches forever.
+        self.size = max(1, min(config.ray_workers or available, available, batches))
         self.resources = "1 GPU each" if on_gpus else "1 CPU each"
         self.actor_class = ray.remote(
             num_cpus=1,
