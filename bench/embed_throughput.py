@@ -87,6 +87,18 @@ def collection_chunk_texts(name: str, count: int) -> list[str]:
     return texts[:count]
 
 
+def bench_texts(model_ref: str, source: str, count: int, seed: int) -> tuple[list[str], int]:
+    """`count` texts from `source` ("window": full-window texts, else a collection's chunks)
+    and their total token count (no special tokens)."""
+    info = embedder_info(model_ref)
+    tokenizer = load_tokenizer(str(info.tokenizer_file))
+    if source == "window":
+        texts = full_window_texts(count, info.window_tokens, tokenizer, seed)
+    else:
+        texts = collection_chunk_texts(source, count)
+    return texts, sum(len(tokenizer.encode(text, add_special_tokens=False).ids) for text in texts)
+
+
 def load_seconds(runtime: str, reference: str) -> float:
     """Seconds a fresh process takes to import and load `reference` on `runtime`."""
     code = (
@@ -129,12 +141,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     info = embedder_info(DEFAULT_MODEL)
-    tokenizer = load_tokenizer(str(info.tokenizer_file))
-    if args.texts_from == "window":
-        texts = full_window_texts(args.texts, info.window_tokens, tokenizer, args.seed)
-    else:
-        texts = collection_chunk_texts(args.texts_from, args.texts)
-    tokens = sum(len(tokenizer.encode(text, add_special_tokens=False).ids) for text in texts)
+    texts, tokens = bench_texts(DEFAULT_MODEL, args.texts_from, args.texts, args.seed)
 
     import torch
     from sentence_transformers import SentenceTransformer

@@ -29,10 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from embed_throughput import collection_chunk_texts, full_window_texts
+from embed_throughput import bench_texts
 from run_benchmarks import cpu_model
 
-from rag_store.chunking import load_tokenizer
 from rag_store.embedder_info import DEFAULT_MODEL, embedder_info
 from rag_store.embedding import length_sorted_batches, load_model
 from rag_store.embedding_job import EmbeddingJobConfig, embed_batch_or_errors
@@ -85,13 +84,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
-    info = embedder_info(args.model)
-    tokenizer = load_tokenizer(str(info.tokenizer_file))
-    if args.texts_from == "window":
-        texts = full_window_texts(args.texts, info.window_tokens, tokenizer, args.seed)
-    else:
-        texts = collection_chunk_texts(args.texts_from, args.texts)
-    tokens = sum(len(tokenizer.encode(text, add_special_tokens=False).ids) for text in texts)
+    texts, tokens = bench_texts(args.model, args.texts_from, args.texts, args.seed)
     batches = length_sorted_batches(texts, args.batch_size)
 
     rows: dict[str, dict] = {}

@@ -299,32 +299,25 @@ def test_a_store_published_to_a_shared_directory_is_read_as_another_host_would(
     store = host / "mnt" / "store.duckdb"
     env = {"PATH": os.environ["PATH"], "HOME": str(host), "HF_HUB_OFFLINE": "1"}
 
-    def search(question: str, mode: str) -> list[str]:
+    def on_host(*command: str) -> str:
+        """`command` run as the other host would: its directory and environment only."""
         done = subprocess.run(
-            [
-                *(str(BIN / "rag-store"), "search", question, "--mode", mode, "--json"),
-                *("--k", "3", "--db", str(store)),
-            ],
-            cwd=host,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
+            command, cwd=host, env=env, capture_output=True, text=True, timeout=300
         )
         assert done.returncode == 0, done.stderr
-        return [hit["doc_id"] for hit in json.loads(done.stdout)["hits"]]
+        return done.stdout
+
+    def search(question: str, mode: str) -> list[str]:
+        found = on_host(
+            *(str(BIN / "rag-store"), "search", question, "--mode", mode, "--json"),
+            *("--k", "3", "--db", str(store)),
+        )
+        return [hit["doc_id"] for hit in json.loads(found)["hits"]]
 
     def shell(sql: str) -> str:
-        done = subprocess.run(
-            [str(BIN / "duckdb"), "-readonly", "-noheader", "-list", str(store), "-c", sql],
-            cwd=host,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
+        return on_host(
+            str(BIN / "duckdb"), "-readonly", "-noheader", "-list", str(store), "-c", sql
+        ).strip()
 
     live = "select count(*) from int_documents__latest where not is_deleted"
     (documents,) = dbt_project.query(live)[0]
