@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 
 DEMO_QUESTION ?= Which buffers do I need for a three-point pH calibration of the TW-400 probe?
 
-.PHONY: setup demo build search test lint unit e2e bench clean browser
+.PHONY: setup demo build search test lint unit e2e bench peer-setup clean browser
 
 setup: $(STAMP)
 
@@ -68,6 +68,14 @@ test: lint browser
 
 bench: setup
 	$(BIN)/python bench/run_benchmarks.py
+
+# The LangChain peer that bench/langchain_peer.py compares with, in its own virtualenv.
+peer-setup: .venv-peer/.installed
+
+.venv-peer/.installed: bench/peer/requirements.txt
+	@test -d .venv-peer || $(PYTHON) -m venv .venv-peer
+	.venv-peer/bin/pip install --disable-pip-version-check --progress-bar off -r bench/peer/requirements.txt
+	@touch $@
 
 clean:
 	rm -rf target logs warehouse

@@ -62,8 +62,11 @@ def load_collection(eval_dir: Path, name: str) -> Collection:
     return Collection(name, documents, queries, qrels)
 
 
-def write_feed(collection: Collection, path: Path) -> int:
-    """The corpus as a rag-store change feed; returns the number of rows written."""
+def write_feed(
+    collection: Collection, path: Path, updated_at: str = "2026-01-01T00:00:00Z"
+) -> int:
+    """The corpus as a rag-store change feed, every row updated and delivered at
+    `updated_at`; returns the number of rows written."""
     with path.open("w", encoding="utf-8") as handle:
         for document in collection.documents:
             row = {
@@ -71,9 +74,9 @@ def write_feed(collection: Collection, path: Path) -> int:
                 "title": document.get("title") or "",
                 "body": document.get("text") or "",
                 "source_uri": f"eval://{collection.name}/{document['doc_id']}",
-                "updated_at": "2026-01-01T00:00:00Z",
+                "updated_at": updated_at,
                 "is_deleted": False,
-                "_loaded_at": "2026-01-01T00:00:00Z",
+                "_loaded_at": updated_at,
             }
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     return len(collection.documents)
