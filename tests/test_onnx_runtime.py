@@ -73,11 +73,17 @@ def test_int8_is_its_own_model_and_stays_close(engines):
     assert 0.95 < cosines.min() < onnx_models.FP32_MIN_COSINE  # close, but other vectors
 
 
-def test_auto_picks_the_engine_by_the_work(monkeypatch):
+@pytest.mark.parametrize(
+    ("vendor", "bulk"),
+    [("GenuineIntel", "torch"), ("AuthenticAMD", "onnxruntime"), ("", "torch")],
+)
+def test_auto_picks_the_engine_by_the_work_and_the_cpu(monkeypatch, vendor, bulk):
     fp32 = embedder_info(DEFAULT_MODEL)
     monkeypatch.delenv(embedding.RUNTIME_ENV, raising=False)
+    monkeypatch.setattr(embedding, "cpu_vendor", lambda: vendor)
     assert embedding.runtime_for(fp32, 1) == "onnxruntime"
-    assert embedding.runtime_for(fp32, embedding.AUTO_TORCH_FROM_TEXTS) == "torch"
+    assert embedding.runtime_for(fp32, embedding.AUTO_TORCH_FROM_TEXTS - 1) == "onnxruntime"
+    assert embedding.runtime_for(fp32, embedding.AUTO_TORCH_FROM_TEXTS) == bulk
     assert embedding.runtime_for(embedder_info(f"bf16:{DEFAULT_MODEL}"), 1) == "torch"
     assert embedding.runtime_for(embedder_info(f"int8:{DEFAULT_MODEL}"), 10**6) == "onnxruntime"
     monkeypatch.setenv(embedding.RUNTIME_ENV, "torch")

@@ -73,13 +73,29 @@ def resolve_device(requested: str = "auto") -> str:
 # "onnxruntime" or "auto" (the default). Both fp32 engines give the same vectors (the ONNX
 # export is checked against torch before it is used, see onnx_models), so they share a
 # model_id; a bf16: embedder always runs on torch, an int8: one on ONNX Runtime.
-# "auto" chooses by the work at hand, as measured on a 2-core Intel Xeon (docs/benchmarks.md):
-# ONNX Runtime loads in under a second without importing torch (torch takes 6-13 s), but
-# torch embeds full-window chunks faster, so torch pays for its load from about
-# AUTO_TORCH_FROM_TEXTS texts on.
+# "auto" chooses by the work at hand and the CPU, as measured (docs/benchmarks.md): ONNX
+# Runtime loads in under a second without importing torch (torch takes 6-13 s), so it embeds
+# questions and small batches everywhere. From AUTO_TORCH_FROM_TEXTS texts on, the faster
+# engine of the CPU's vendor does the work: on Intel Xeons torch's fp32 kernels were 1.46x
+# ONNX Runtime's, on AMD EPYCs ONNX Runtime's were 1.5-1.8x torch's. CPUs not measured keep
+# torch.
 RUNTIME_ENV = "RAG_STORE_EMBEDDING_RUNTIME"
 RUNTIMES = ("auto", "torch", "onnxruntime")
 AUTO_TORCH_FROM_TEXTS = 256
+ONNX_RUNTIME_VENDORS = frozenset({"AuthenticAMD"})
+
+
+@lru_cache(maxsize=1)
+def cpu_vendor() -> str:
+    """The CPU's vendor string (e.g. GenuineIntel, AuthenticAMD), '' where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
 
 
 def requested_runtime() -> str:
@@ -104,7 +120,9 @@ def runtime_for(info: EmbedderInfo, texts: int = 1, device: str = "auto") -> str
     requested = requested_runtime()
     if requested != "auto":
         return requested
-    return "torch" if texts >= AUTO_TORCH_FROM_TEXTS else "onnxruntime"
+    if texts < AUTO_TORCH_FROM_TEXTS or cpu_vendor() in ONNX_RUNTIME_VENDORS:
+        return "onnxruntime"
+    return "torch"
 
 
 def load_model(model_ref: str, texts: int = 1, device: str = "auto"):
