@@ -62,9 +62,7 @@ def load_collection(eval_dir: Path, name: str) -> Collection:
     return Collection(name, documents, queries, qrels)
 
 
-def write_feed(
-    collection: Collection, path: Path, updated_at: str = "2026-01-01T00:00:00Z"
-) -> int:
+def write_feed(collection: Collection, path: Path, updated_at: str = "2026-01-01T00:00:00Z") -> int:
     """The corpus as a rag-store change feed, every row updated and delivered at
     `updated_at`; returns the number of rows written."""
     with path.open("w", encoding="utf-8") as handle:
