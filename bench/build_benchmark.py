@@ -42,7 +42,7 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from corpus import edit_documents, make_corpus, write_feed
+from corpus import SHORT, Shape, edit_documents, make_corpus, write_feed
 
 REPO = Path(__file__).resolve().parent.parent
 TIME_BIN = Path("/usr/bin/time")
@@ -227,7 +227,7 @@ def store_figures(run: CorpusRun, db_path: Path) -> None:
 
 def run_corpus(args, docs: int, workdir: Path) -> CorpusRun:
     feed_dir = workdir / "feed"
-    corpus = make_corpus(docs, args.seed)
+    corpus = make_corpus(docs, args.seed, SHORT if args.short_documents else Shape())
     write_feed(feed_dir / "0001_initial.jsonl", corpus)
     edited = edit_documents(corpus, args.change_fraction, args.seed)
     run = CorpusRun(
@@ -346,6 +346,12 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int_list, default=[1000], help="e.g. 1000 or 1000,5000")
     parser.add_argument("--seed", type=int, default=20261121)
+    parser.add_argument(
+        "--short-documents",
+        action="store_true",
+        help="60-220 words in two sections (2 chunks per document) instead of 150-600 words "
+        "in 3-5 (about 4.2): a million documents in two million chunks",
+    )
     parser.add_argument("--change-fraction", type=float, default=0.01)
     parser.add_argument(
         "--max-full-build-seconds",
@@ -386,7 +392,7 @@ def project_settings() -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    settings = {**project_settings(), "seed": args.seed}
+    settings = {**project_settings(), "seed": args.seed, "short_documents": args.short_documents}
     if args.model:
         settings["model"] = args.model
     settings.update(json.loads(args.extra_vars))

@@ -17,6 +17,25 @@ from pathlib import Path
 BASE_TIME = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 MIN_WORDS, MAX_WORDS = 150, 600
 
+
+@dataclass(frozen=True)
+class Shape:
+    """How long documents are: words in all (headings included) and `##` sections."""
+
+    min_words: int = MIN_WORDS
+    max_words: int = MAX_WORDS
+    min_sections: int = 2
+    max_sections: int = 4
+
+    def __post_init__(self):
+        if not 40 <= self.min_words <= self.max_words:
+            raise ValueError(f"words must satisfy 40 <= min <= max, got {self}")
+        if not 1 <= self.min_sections <= self.max_sections <= 4:
+            raise ValueError(f"sections must satisfy 1 <= min <= max <= 4, got {self}")
+
+
+SHORT = Shape(min_words=60, max_words=220, min_sections=1, max_sections=1)
+
 KINDS = {
     "runbooks": ("Runbook", ["Symptoms", "Diagnosis", "Mitigation", "Escalation", "Follow-up"]),
     "products": ("Product note", ["Overview", "Specifications", "Installation", "Maintenance"]),
@@ -202,21 +221,24 @@ def section_text(rng: random.Random, words: int, system: str, team: str) -> str:
     return "\n\n".join(blocks)
 
 
-def make_document(rng: random.Random, index: int) -> Document:
-    """One document of 150-600 words (headings included), drawn until it fits."""
+def make_document(rng: random.Random, index: int, shape: Shape = Shape()) -> Document:
+    """One document of the shape's length (default 150-600 words, headings included),
+    drawn until it fits."""
     while True:
-        doc = draft_document(rng, index)
-        if MIN_WORDS <= doc.word_count() <= MAX_WORDS:
+        doc = draft_document(rng, index, shape)
+        if shape.min_words <= doc.word_count() <= shape.max_words:
             return doc
 
 
-def draft_document(rng: random.Random, index: int) -> Document:
+def draft_document(rng: random.Random, index: int, shape: Shape) -> Document:
     kind = rng.choice(sorted(KINDS))
     label, headings = KINDS[kind]
     system = rng.choice(SYSTEMS)
     team = rng.choice(TEAMS)
-    total_words = rng.randint(MIN_WORDS, MAX_WORDS)
-    chosen = rng.sample(headings, rng.randint(2, min(4, len(headings))))
+    total_words = rng.randint(shape.min_words, shape.max_words)
+    chosen = rng.sample(
+        headings, rng.randint(shape.min_sections, min(shape.max_sections, len(headings)))
+    )
     intro_words = max(15, total_words // 8)
     share = (total_words - intro_words) // len(chosen)
     intro = (
@@ -238,9 +260,12 @@ def draft_document(rng: random.Random, index: int) -> Document:
     )
 
 
-def make_corpus(count: int, seed: int) -> list[Document]:
+def make_corpus(count: int, seed: int, shape: Shape = Shape()) -> list[Document]:
+    """`count` documents of the given shape. A chunk never spans two sections, so the
+    chunks per document follow the sections: the default shape gives about 4.2, `SHORT`
+    exactly 2 (an intro and one section)."""
     rng = random.Random(seed)
-    return [make_document(rng, index) for index in range(count)]
+    return [make_document(rng, index, shape) for index in range(count)]
 
 
 def edit_documents(docs: list[Document], fraction: float, seed: int) -> list[Document]:

@@ -97,7 +97,7 @@ def questions(count: int, seed: int) -> list[str]:
 
 
 class Server:
-    def __init__(self, snapshot: Path, options: list[str], index: str):
+    def __init__(self, snapshot: Path, options: list[str], index: str, http: str = "auto"):
         self.proc = subprocess.Popen(
             [
                 *(str(BIN / "rag-store"), "serve", "--db", str(snapshot), "--port", "0"),
@@ -111,6 +111,7 @@ class Server:
                 "HF_HUB_OFFLINE": "1",
                 "TRANSFORMERS_OFFLINE": "1",
                 "RAG_STORE_SERVE_INDEX": index,
+                "RAG_STORE_SERVE_HTTP": http,
             },
         )
         line = self.proc.stdout.readline()
@@ -318,7 +319,8 @@ def measure(size: int, args, workdir: Path, first: bool) -> list[dict]:
     texts = questions(20_000, args.seed + size)
     rows = []
     for index in args.indexes:
-        rows.extend(measure_index(size, index, snapshot, texts, args, workdir, first))
+        for stack in args.http:
+            rows.extend(measure_index(size, index, stack, snapshot, texts, args, workdir, first))
     cli = cli_path(snapshot, texts, args.cli_runs)
     if cli:
         rows.append(cli)
@@ -328,11 +330,13 @@ def measure(size: int, args, workdir: Path, first: bool) -> list[dict]:
     return rows
 
 
-def measure_index(size, index, snapshot, texts, args, workdir, first) -> list[dict]:
+def measure_index(size, index, stack, snapshot, texts, args, workdir, first) -> list[dict]:
     rows = []
     started = time.perf_counter()
-    server = Server(snapshot, args.server_options, index)
+    server = Server(snapshot, args.server_options, index, stack)
     startup = time.perf_counter() - started
+    if len(args.http) > 1:
+        index = f"{index}, {stack}"
 
     def add(row):
         row["index"] = index
@@ -357,13 +361,14 @@ def measure_index(size, index, snapshot, texts, args, workdir, first) -> list[di
             rate = closed[2] * fraction
             paced = run_load(server, texts[5000:], args.clients, args.seconds, rate, "vector")
             add(summary(f"{args.clients} clients, paced at {rate:.0f}/s, vector", *paced))
-        if first and args.hybrid:
+        if first and args.hybrid and stack == args.http[0]:
             before = server.batches()
             hybrid = run_load(server, texts[10000:], args.clients, args.seconds, None, "hybrid")
             row = summary(f"{args.clients} clients, closed loop, hybrid", *hybrid)
             row.update(mean_batch=server.mean_batch(before))
             add(row)
-        if first and args.publishes and index in args.publish_indexes:
+        publishes = stack == args.http[0] and index.split(",")[0] in args.publish_indexes
+        if first and args.publishes and publishes:
             done = threading.Event()
             published = []
 
@@ -422,6 +427,13 @@ def main(argv=None) -> int:
         type=lambda text: [x for x in text.split(",") if x],
         default=["sql", "memory"],
         help="RAG_STORE_SERVE_INDEX values to serve each size with, in order",
+    )
+    parser.add_argument(
+        "--http",
+        type=lambda text: [x for x in text.split(",") if x],
+        default=["auto"],
+        help="RAG_STORE_SERVE_HTTP values (auto: httptools + uvloop; h11: pure Python) to "
+        "serve each index with, e.g. auto,h11",
     )
     parser.add_argument(
         "--publish-indexes",

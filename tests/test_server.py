@@ -57,12 +57,17 @@ def store(tmp_path_factory) -> DbtProject:
 
 
 def start(
-    store: DbtProject, *args: str, api_key: str | None = None, index: str | None = None
+    store: DbtProject,
+    *args: str,
+    api_key: str | None = None,
+    index: str | None = None,
+    http: str | None = None,
 ) -> ServerProcess:
     env = {
         "RAG_STORE_API_KEY": api_key,
         "RAG_STORE_ALERT_HISTORY": str(store.root / "alert_history.jsonl"),
         "RAG_STORE_SERVE_INDEX": index,
+        "RAG_STORE_SERVE_HTTP": http,
     }
     return ServerProcess(store, "--db", str(snapshot_of(store)), *args, env=env)
 
@@ -138,12 +143,16 @@ def test_every_filter_is_applied(store, server):
 
 
 def test_the_in_memory_index_answers_what_the_sql_path_answers(store, server):
-    """The default server ranks vectors from memory; RAG_STORE_SERVE_INDEX=sql sends every
-    search through the macros. Both answer the same, in every mode and under filters."""
-    assert server.get("/info").json()["vector_index"].startswith("memory: 11 vectors")
-    sql = start(store, "--max-k", "20", index="sql")
+    """The default server ranks vectors from memory on uvicorn's C parser and loop;
+    RAG_STORE_SERVE_INDEX=sql sends every search through the macros, here on the pure-Python
+    HTTP stack. Both answer the same, in every mode and under filters."""
+    info = server.get("/info").json()
+    assert info["vector_index"].startswith("memory: 11 vectors")
+    assert info["http"] == "httptools, uvloop"  # installed by the project's setup
+    sql = start(store, "--max-k", "20", index="sql", http="h11")
     try:
-        assert sql.get("/info").json()["vector_index"].startswith("sql:")
+        info = sql.get("/info").json()
+        assert info["vector_index"].startswith("sql:") and info["http"] == "h11, asyncio"
         for mode in ("vector", "hybrid"):
             for params in ({}, {"doc_id_like": "kitchen/%"}, {"title_like": "%e%"}):
                 for question in ("water", "smoke alarm battery", "how do I oil a chain?"):
@@ -402,6 +411,19 @@ def test_a_model_other_than_the_stores_is_refused_at_start(store):
     assert refused.returncode == 2
     (line,) = refused.stderr.strip().splitlines()
     assert "not comparable" in line and "hash-all-MiniLM-L6-v2" in line
+
+
+@pytest.mark.parametrize(
+    ("variable", "named"),
+    [("RAG_STORE_SERVE_HTTP", "auto, h11"), ("RAG_STORE_SERVE_INDEX", "auto, memory, sql")],
+)
+def test_an_unknown_server_setting_is_refused_in_one_line(store, variable, named):
+    refused = store.rag_store(
+        "serve", "--port", "0", db=snapshot_of(store), env_extra={variable: "fast"}, timeout=60
+    )
+    assert refused.returncode == 2
+    (line,) = refused.stderr.strip().splitlines()
+    assert variable in line and named in line
 
 
 # ------------------------------------------------------------------ adapters

@@ -185,19 +185,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_question_chars=args.max_question_chars,
         max_body_bytes=args.max_body_bytes,
     )
-    config = server.ServeConfig(
-        snapshot=snapshot,
-        model=args.model,
-        api_key=os.environ.get(server.API_KEY_ENV) or None,
-        limits=limits,
-        poll_seconds=args.poll_seconds,
-        search_threads=args.threads,
-        duckdb_threads=args.duckdb_threads,
-        embed_threads=args.embed_threads,
-        alert_history=history_path(default_database(), args.alert_history),
-        **({"index": args.index} if args.index else {}),
-    )
     try:
+        config = server.ServeConfig(
+            snapshot=snapshot,
+            model=args.model,
+            api_key=os.environ.get(server.API_KEY_ENV) or None,
+            limits=limits,
+            poll_seconds=args.poll_seconds,
+            search_threads=args.threads,
+            duckdb_threads=args.duckdb_threads,
+            embed_threads=args.embed_threads,
+            alert_history=history_path(default_database(), args.alert_history),
+            **({"index": args.index} if args.index else {}),
+        )
         server.serve(config, args.host, args.port, access_log=args.access_log)
     except (server.ServeError, ModelNotFoundError) as exc:
         print(f"rag-store serve: {exc}", file=sys.stderr)

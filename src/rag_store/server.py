@@ -61,6 +61,23 @@ HISTORY_ROWS = 500
 INDEX_ENV = "RAG_STORE_SERVE_INDEX"
 INDEX_MODES = ("auto", "memory", "sql")
 INDEX_AUTO_BYTES = 1 << 30
+# The HTTP stack under uvicorn: "auto" takes httptools' parser and uvloop's event loop
+# (dependencies of rag-store, C code: about half the per-request CPU of the pure-Python
+# pair, docs/benchmarks.md) and falls back to h11 and asyncio where they are missing; "h11"
+# forces the pure-Python pair.
+HTTP_ENV = "RAG_STORE_SERVE_HTTP"
+HTTP_STACKS = {"auto": {}, "h11": {"http": "h11", "loop": "asyncio"}}
+
+
+def http_stack(mode: str) -> str:
+    """The HTTP parser and event loop uvicorn runs on for RAG_STORE_SERVE_HTTP `mode`."""
+    if mode == "h11":
+        return "h11, asyncio"
+    import importlib.util
+
+    parser = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"{parser}, {loop}"
 
 
 class ServeError(RuntimeError):
@@ -105,10 +122,13 @@ class ServeConfig:
     batch_wait: float = 0.0
     alert_history: Path | None = None
     index: str = field(default_factory=lambda: os.environ.get(INDEX_ENV) or "auto")
+    http: str = field(default_factory=lambda: os.environ.get(HTTP_ENV) or "auto")
 
     def __post_init__(self):
         if self.index not in INDEX_MODES:
             raise ServeError(f"{INDEX_ENV} must be one of {', '.join(INDEX_MODES)}")
+        if self.http not in HTTP_STACKS:
+            raise ServeError(f"{HTTP_ENV} must be one of {', '.join(HTTP_STACKS)}")
 
 
 # ------------------------------------------------------------------ opened snapshots
@@ -1114,6 +1134,7 @@ class Api:
                 "served_since": store.opened_at.isoformat(timespec="seconds"),
                 "access_control": store.restricted_documents,
                 "vector_index": store.index_note,
+                "http": http_stack(self.config.http),
                 "modes": list(search.MODES),
                 "filters": [spec.name for spec in FILTER_PARAMS],
                 "limits": {
@@ -1490,6 +1511,7 @@ def serve(config: ServeConfig, host: str, port: int, access_log: bool = False, o
             access_log=access_log,
             server_header=False,
             timeout_graceful_shutdown=5,
+            **HTTP_STACKS[config.http],
         )
     )
     try:
