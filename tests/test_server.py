@@ -148,17 +148,25 @@ def test_the_in_memory_index_answers_what_the_sql_path_answers(store, server):
     HTTP stack. Both answer the same, in every mode and under filters."""
     info = server.get("/info").json()
     assert info["vector_index"].startswith("memory: 11 vectors")
+    assert info["keyword_index"].startswith("memory: ")
     assert info["http"] == "httptools, uvloop"  # installed by the project's setup
     sql = start(store, "--max-k", "20", index="sql", http="h11")
     try:
         info = sql.get("/info").json()
         assert info["vector_index"].startswith("sql:") and info["http"] == "h11, asyncio"
-        for mode in ("vector", "hybrid"):
+        answered = 0
+        for mode in ("vector", "keyword", "hybrid"):
             for params in ({}, {"doc_id_like": "kitchen/%"}, {"title_like": "%e%"}):
                 for question in ("water", "smoke alarm battery", "how do I oil a chain?"):
                     path = f"/search?{query(q=question, k=20, mode=mode, **params)}"
                     expected = sql.get(path).json()["results"]
-                    assert expected and server.get(path).json()["results"] == expected
+                    got = server.get(path).json()["results"]
+                    # BM25 sums a chunk's terms in another order: the last bits may differ
+                    assert [{**hit, "score": pytest.approx(hit["score"])} for hit in got] == (
+                        expected
+                    ), path
+                    answered += bool(expected)
+        assert answered >= 24  # all 9 vector and 9 hybrid searches, most keyword ones
     finally:
         sql.stop()
 

@@ -1,7 +1,9 @@
 """The server's in-memory vector index returns exactly what the search macros return: the
 same chunks, in the same order, with the same scores (bit for bit; the check allows 1e-6),
 for random stores, with filters, metadata filters and callers' principals, with tied scores
-(duplicate vectors) and in hybrid fusion.
+(duplicate vectors) and in hybrid fusion. Its keyword copy (rag_store.keyword_memory)
+ranks as search_keyword ranks, with its scores to the last bits, under the same filters and
+callers, with the collection statistics of what each caller may read.
 
 The stores are written directly with raw vectors (no model, no dbt): the index and the
 macros see only vectors and rows, so a real embedder would add nothing but minutes.
@@ -9,6 +11,7 @@ macros see only vectors and rows, so a real embedder would add nothing but minut
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from datetime import datetime, timedelta
 
@@ -20,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rag_store import search
+from rag_store.keyword_memory import KeywordIndex
 from rag_store.vector_index import (
     HYBRID_DEPTH,
     IndexUnavailable,
@@ -215,6 +219,76 @@ def test_hybrid_fusion_matches_search_hybrid(store, k, text, principals):
         )
         vector = index_vector(conn, index, query, HYBRID_DEPTH, filters, principals)
         assert fuse_hybrid(keyword, vector, k) == expected
+
+
+QUESTION_WORDS = (*WORDS, "title", "section", "Trains", "WATER!", "zebra", "3", "the")
+
+
+@SETTINGS
+@given(
+    store=stores(),
+    k=st.integers(1, 60),
+    words=st.lists(st.sampled_from(QUESTION_WORDS), max_size=5),
+    filter_args=st.fixed_dictionaries(
+        {},
+        optional={
+            "doc_id_like": st.sampled_from(PATTERNS),
+            "updated_after": st.sampled_from(TIMES),
+            "metadata_contains": st.sampled_from(METADATA_FILTERS),
+        },
+    ),
+    principals=CALLERS,
+    orphans=st.booleans(),
+)
+def test_the_keyword_copy_ranks_and_scores_as_search_keyword(
+    store, k, words, filter_args, principals, orphans
+):
+    count, dimension, coarse, seed = store
+    rng = np.random.default_rng(seed)
+    with make_store(vectors_with_ties(rng, count, dimension, coarse), rng) as conn:
+        if orphans:  # postings of a chunk the store lost: they count in df, never score
+            conn.execute(
+                "insert into main_retrieval_store_keywords.terms select distinct 'gone:0', "
+                "term, 2 from main_retrieval_store_keywords.terms"
+            )
+            conn.execute(
+                "insert into main_retrieval_store_keywords.docs (chunk_id, len) "
+                "values ('gone:0', 9)"
+            )
+        index = build_index(conn)
+        keywords = KeywordIndex.build(conn, "main", index)
+        question = " ".join(words)
+        filters = search.Filters(**filter_args)
+        expected = search.call_search_macro(
+            conn,
+            "keyword",
+            k,
+            query_text=question,
+            filters=filters,
+            schema="main",
+            access=search.access_control(conn, "main"),
+            principals=principals,
+        )
+        ranked = keywords.search(
+            keywords.terms(conn, question),
+            k,
+            index.mask(conn, "main", filters, principals),
+            keywords.readable(conn, principals),
+        )
+        got = index.hits(ranked)
+        assert [hit.chunk_id for hit in got] == [hit.chunk_id for hit in expected]
+        for mine, theirs in zip(got, expected, strict=True):
+            assert mine.score == pytest.approx(theirs.score, rel=1e-12)
+            assert dataclasses.replace(mine, score=theirs.score) == theirs
+
+
+def test_a_store_without_the_incremental_keyword_index_keeps_the_macro():
+    rng = np.random.default_rng(9)
+    with make_store(vectors_with_ties(rng, 12, 4, coarse=False), rng) as conn:
+        index = build_index(conn)
+        conn.execute("drop table main_retrieval_store_keywords.terms")
+        with pytest.raises(IndexUnavailable, match="no incremental keyword index"):
+            KeywordIndex.build(conn, "main", index)
 
 
 def test_a_batch_of_questions_is_ranked_as_each_alone():

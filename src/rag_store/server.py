@@ -3,8 +3,10 @@
 One process keeps the store's embedder loaded and the snapshot open read-only. Searches give
 exactly what the CLI's search table macros give (`rag_store.search`): vector rankings come
 from an exact in-memory index of the snapshot (`rag_store.vector_index`, same chunks, order
-and scores as `search_vector`; RAG_STORE_SERVE_INDEX=sql turns it off), everything else from
-the macros, with request data bound as parameters, never spliced into SQL.
+and scores as `search_vector`) and keyword rankings, hybrid's half included, from an
+in-memory copy of its BM25 index (`rag_store.keyword_memory`, same chunks and order as
+`search_keyword`); RAG_STORE_SERVE_INDEX=sql turns both off. Everything else comes from the
+macros, with request data bound as parameters, never spliced into SQL.
 
 - **Publishes** are picked up without a restart: a watcher notices the snapshot file has been
   replaced (publishing swaps a new file in by rename, so its inode changes), opens and warms
@@ -46,6 +48,7 @@ import duckdb
 from rag_store import alerts, search
 from rag_store.duckdb_ext import extension_path
 from rag_store.embedder_info import embedder_info
+from rag_store.keyword_memory import KeywordIndex
 from rag_store.vector_index import HYBRID_DEPTH, IndexUnavailable, VectorIndex, fuse_hybrid
 
 log = logging.getLogger("rag_store.server")
@@ -207,6 +210,7 @@ class Store:
             self.conn.execute("use snapshot")
             self._describe()
             self.index, self.index_note = self._index(index)
+            self.keywords, self.keyword_note = self._keywords()
         except (duckdb.Error, search.SearchError) as exc:
             self.conn.close()
             first = str(exc).splitlines()[0]
@@ -232,6 +236,21 @@ class Store:
             log.warning("rag-store serve: %s: no in-memory index: %s", self.path, exc)
             return None, f"sql: {exc}"
         return index, f"memory: {index.count} vectors, {index.nbytes / 2**20:.1f} MiB"
+
+    def _keywords(self) -> tuple[KeywordIndex | None, str]:
+        """The in-memory copy of the BM25 index, made with the vector index (keyword and
+        hybrid searches then stay out of SQL), or None and why they use the macro."""
+        if self.index is None:
+            return None, "sql: the search_keyword macro (no in-memory vector index)"
+        try:
+            keywords = KeywordIndex.build(self.conn, self.schema, self.index)
+        except IndexUnavailable as exc:
+            log.warning("rag-store serve: %s: no in-memory keyword index: %s", self.path, exc)
+            return None, f"sql: {exc}"
+        return keywords, (
+            f"memory: {keywords.size} postings of {len(keywords.postings)} terms, "
+            f"{keywords.nbytes / 2**20:.1f} MiB"
+        )
 
     def _describe(self) -> None:
         conn = self.conn
@@ -427,6 +446,20 @@ def _settle(future: asyncio.Future, value, error) -> None:
         future.set_result(value)
 
 
+def memory_keyword_search(store, question: str, k: int, filters, principals) -> list:
+    """search_keyword's answer from the store's in-memory indexes (on a search thread: the
+    question's terms and a filter combination not seen before are read through DuckDB)."""
+    cursor = store.cursor()
+    index, keywords = store.index, store.keywords
+    known, mask = index.cached_mask(filters, principals)
+    if not known:
+        mask = index.mask(cursor, store.schema, filters, principals)
+    ranked = keywords.search(
+        keywords.terms(cursor, question), k, mask, keywords.readable(cursor, principals)
+    )
+    return index.hits(ranked)
+
+
 # ------------------------------------------------------------------ generations
 
 
@@ -518,6 +551,8 @@ class Retrieval:
             )
         if store.index is not None:
             store.index.search([vector], [1])
+        if store.keywords is not None:
+            memory_keyword_search(store, "warm up", 1, search.Filters(), [])
 
     # -- requests
 
@@ -946,6 +981,11 @@ class Api:
         async with self.retrieval.generation() as generation:
             store, embedder = generation.store, generation.embedder
             vector = None
+            if mode == "keyword" and store.keywords is not None:
+                hits = await self.retrieval.run(
+                    memory_keyword_search, store, question, k, filters, principals
+                )
+                return self._answer(started, question, k, mode, filters, hits, store)
             if mode != "keyword":
                 tokens = embedder.tokens(question)
                 if tokens > embedder.info.window_tokens:
@@ -991,10 +1031,17 @@ class Api:
     async def _index_search(self, store, embedder, question, mode, k, filters, principals):
         """A vector or hybrid search with the vector ranking from the store's in-memory
         index (batched with the other questions embedded together); hybrid's keyword
-        ranking still comes from its macro, run meanwhile, and is fused as the macro does."""
+        ranking comes from the in-memory keyword index (or its macro when the store has
+        none), run meanwhile, and is fused as the macro does."""
         index = store.index
         keyword = None
-        if mode == "hybrid":
+        if mode == "hybrid" and store.keywords is not None:
+            keyword = asyncio.ensure_future(
+                self.retrieval.run(
+                    memory_keyword_search, store, question, HYBRID_DEPTH, filters, principals
+                )
+            )
+        elif mode == "hybrid":
             keyword = asyncio.ensure_future(
                 self.retrieval.run(
                     lambda: search.call_search_macro(
@@ -1134,6 +1181,7 @@ class Api:
                 "served_since": store.opened_at.isoformat(timespec="seconds"),
                 "access_control": store.restricted_documents,
                 "vector_index": store.index_note,
+                "keyword_index": store.keyword_note,
                 "http": http_stack(self.config.http),
                 "modes": list(search.MODES),
                 "filters": [spec.name for spec in FILTER_PARAMS],

@@ -215,18 +215,28 @@ class VectorIndex:
             {**filters.params(), **access_params},
         ).fetchnumpy()["rowid"]
         admitted = np.zeros(self.count, dtype=bool)
-        if len(rows):
-            rows = np.asarray(rows, dtype=np.int64)
-            found_at = np.searchsorted(self._sorted_rowids, rows)
-            found_at = np.clip(found_at, 0, max(self.count - 1, 0))
-            known = self._sorted_rowids[found_at] == rows if self.count else found_at < 0
-            admitted[self._rowid_order[found_at[known]]] = True
+        admitted[self.positions(rows, strict=False)] = True
         result = None if admitted.all() else admitted
         with self._masks_lock:
             self._masks[key] = result
             while len(self._masks) > MASK_CACHE_SIZE:
                 self._masks.popitem(last=False)
         return result
+
+    def positions(self, rowids, strict: bool = True) -> np.ndarray:
+        """Positions in the index of the rows with DuckDB `rowids`; a rowid the index does
+        not hold raises IndexUnavailable, or is skipped when not `strict`."""
+        rowids = np.asarray(rowids, dtype=np.int64)
+        if not len(rowids):
+            return np.zeros(0, dtype=np.int64)
+        found = np.searchsorted(self._sorted_rowids, rowids)
+        found = np.clip(found, 0, max(self.count - 1, 0))
+        known = self._sorted_rowids[found] == rowids if self.count else found < 0
+        if not known.all():
+            if strict:
+                raise IndexUnavailable("the store changed while it was read")
+            found = found[known]
+        return self._rowid_order[found]
 
     def cached_mask(self, filters: search.Filters, principals=None):
         """(known, mask) without touching the database."""
