@@ -211,12 +211,19 @@ class KeywordIndex:
             parts_at.append(positions)
         if not parts:
             return empty
-        every = np.concatenate(parts_at)
-        chunks, owner = np.unique(every, return_inverse=True)
-        scores = np.bincount(owner, weights=np.concatenate(parts), minlength=len(chunks))
+        # Per chunk, its parts added in term order (bincount adds in input order). Every
+        # part is > 0 (idf > 0, tf >= 1), so a chunk scored is a chunk with a posting.
+        scores = np.bincount(
+            np.concatenate(parts_at), np.concatenate(parts), minlength=self.vectors.count
+        )
         if mask is not None:
-            admitted = mask[chunks]
-            chunks, scores = chunks[admitted], scores[admitted]
+            scores[~mask] = 0.0
+        chunks = np.flatnonzero(scores > 0)
+        scores = scores[chunks]
+        if len(chunks) > k:  # all rows at or above the k-th score: ties stay in
+            kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+            kept = scores >= kth
+            chunks, scores = chunks[kept], scores[kept]
         order = np.lexsort((chunks, -scores))[:k]
         return Ranked(chunks[order], scores[order])
 
