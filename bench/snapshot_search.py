@@ -172,6 +172,13 @@ def write_export(
     pq.write_table(info, export / "store_info.parquet")
 
 
+KEYWORD_RUNS = (
+    ("keyword", None, Filters()),
+    ("keyword as group:g1", ["group:g1"], Filters()),
+    ("keyword team=sales", None, Filters(metadata_contains='{"team": "sales"}')),
+)
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
@@ -277,12 +284,38 @@ def measure(size: int, args, workdir: Path) -> dict:
             time_principals(conn, queries, args.warmup, ["group:g1"])
         )
         load_extension(conn, "fts")
-        for label, principals, filters in (
-            ("keyword", None, Filters()),
-            ("keyword as group:g1", ["group:g1"], Filters()),
-            ("keyword team=sales", None, Filters(metadata_contains='{"team": "sales"}')),
-        ):
+        for label, principals, filters in KEYWORD_RUNS:
             row[label] = summary(time_keyword(conn, args.queries, args.warmup, principals, filters))
+    # The same searches from `rag-store serve`'s in-memory copies of the vectors and of the
+    # BM25 index (a question at a time; the server also batches vector questions).
+    from rag_store import server
+
+    started = time.perf_counter()
+    store = server.Store(snapshot, 1, "memory")
+    row["memory indexes build_s"] = time.perf_counter() - started
+    try:
+        index = store.index
+        row["vector (memory)"] = summary(
+            timed(
+                lambda n: index.hits(index.search([queries[n]], [10])[0]),
+                len(queries),
+                args.warmup,
+                10,
+            )
+        )
+        for label, principals, filters in KEYWORD_RUNS:
+            row[f"{label} (memory)"] = summary(
+                timed(
+                    lambda _, p=principals, f=filters: server.memory_keyword_search(
+                        store, KEYWORD_QUESTION, 10, f, p
+                    ),
+                    args.warmup + args.queries,
+                    args.warmup,
+                    1,
+                )
+            )
+    finally:
+        store.close()
     # DuckDB's own fts index (what snapshots carried before the incremental keyword index),
     # built on a copy of the same snapshot, for comparison.
     fts_copy = workdir / f"snapshot-{size}-fts.duckdb"
