@@ -21,14 +21,24 @@ create or replace macro read_document_feed(feed_glob) as table
         from read_blob(feed_glob)
     ),
 
+    -- Each file split into its lines once, as a list, before the list is unnested:
+    -- unnesting the split expression itself grew with the square of a file's lines (DuckDB
+    -- 1.5.5: 4.1 s for one file of 100k lines against 0.06 s for 10k; split first, 0.27 s).
+    decoded_files as materialized (
+        select
+            source_file,
+            string_split(file_text, chr(10)) as file_lines
+        from files
+        where file_text is not null and named_format is null
+    ),
+
     decoded_lines as (
         select
             source_file,
-            unnest(generate_series(1, len(string_split(file_text, chr(10))))) as line_number,
-            unnest(string_split(file_text, chr(10))) as raw_line,
+            unnest(generate_series(1, len(file_lines))) as line_number,
+            unnest(file_lines) as raw_line,
             null::varchar as escaped_line
-        from files
-        where file_text is not null and named_format is null
+        from decoded_files
     ),
 
     -- A file that is not valid UTF-8 as a whole: DuckDB renders a blob as text with every
@@ -55,14 +65,20 @@ create or replace macro read_document_feed(feed_glob) as table
         from undecodable_files
     ),
 
+    escaped_files as materialized (  -- split once, as decoded_files
+        select
+            source_file,
+            string_split(escaped_text, '\x0A') as file_lines
+        from binary_files
+        where binary_format is null
+    ),
+
     escaped_lines as (
         select
             source_file,
-            unnest(generate_series(1, len(string_split(escaped_text, '\x0A'))))
-                as line_number,
-            unnest(string_split(escaped_text, '\x0A')) as escaped_line
-        from binary_files
-        where binary_format is null
+            unnest(generate_series(1, len(file_lines))) as line_number,
+            unnest(file_lines) as escaped_line
+        from escaped_files
     ),
 
     undecodable_file_lines as (
