@@ -361,10 +361,11 @@ def measure_index(size, index, stack, snapshot, texts, args, workdir, first) -> 
             rate = closed[2] * fraction
             paced = run_load(server, texts[5000:], args.clients, args.seconds, rate, "vector")
             add(summary(f"{args.clients} clients, paced at {rate:.0f}/s, vector", *paced))
-        if first and args.hybrid and stack == args.http[0]:
+        text_modes = first and args.hybrid and stack == args.http[0]
+        for mode in ("hybrid", "keyword") if text_modes else ():
             before = server.batches()
-            hybrid = run_load(server, texts[10000:], args.clients, args.seconds, None, "hybrid")
-            row = summary(f"{args.clients} clients, closed loop, hybrid", *hybrid)
+            result = run_load(server, texts[10000:], args.clients, args.seconds, None, mode)
+            row = summary(f"{args.clients} clients, closed loop, {mode}", *result)
             row.update(mean_batch=server.mean_batch(before))
             add(row)
         publishes = stack == args.http[0] and index.split(",")[0] in args.publish_indexes
@@ -415,7 +416,12 @@ def main(argv=None) -> int:
         help="paced runs, as fractions of the closed-loop rate",
     )
     parser.add_argument("--publishes", type=int, default=20)
-    parser.add_argument("--hybrid", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--hybrid",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also closed loops of hybrid and keyword questions (first size only)",
+    )
     parser.add_argument(
         "--server-options",
         type=lambda text: text.split(),
