@@ -255,7 +255,9 @@ def draft_document(rng: random.Random, index: int, shape: Shape) -> Document:
         doc_id=f"{kind}/{slug}-{index:06d}",
         title=f"{label}: {system.capitalize()} ({team}) #{index}",
         sections=tuple(sections),
-        updated_at=BASE_TIME + timedelta(minutes=index),
+        # ten seconds apart: five million documents stay in the past (a minute apart, the
+        # millionth lay in the future and was rightly rejected as updated_at_in_future)
+        updated_at=BASE_TIME + timedelta(seconds=10 * index),
         loaded_at=BASE_TIME + timedelta(days=1),
     )
 
