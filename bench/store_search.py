@@ -14,23 +14,33 @@ in-memory indexes, one question at a time, after warm-ups.
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_latency import questions
+from corpus import OBJECTS, SYSTEMS, VERBS
 from snapshot_search import summary, timed
 
 from rag_store import search, server
 from rag_store.embedding import embed_batch
 
 
+def questions(count: int) -> list[str]:
+    """Questions in the synthetic corpus's words (bench/corpus.py), so keywords match."""
+    rng = random.Random(20261208)
+    return [
+        f"how do I {rng.choice(VERBS)} {rng.choice(OBJECTS)} of the {rng.choice(SYSTEMS)}"
+        for _ in range(count)
+    ]
+
+
 def measure(path: Path, count: int, warmup: int, memory_limit_gib: float) -> dict:
     started = time.perf_counter()
     store = server.Store(path, None, "sql")
     row = {"snapshot": str(path), "chunks": store.chunks, "open_s": time.perf_counter() - started}
-    texts = [text.rstrip("?") for text in questions(warmup + count, store.chunks)]
+    texts = questions(warmup + count)
     vectors = embed_batch(texts, store.model_reference)
     cursor = store.cursor()
 
