@@ -29,14 +29,11 @@ copy: `build` raises IndexUnavailable and the server keeps the SQL macro for it.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-
 import numpy as np
 
 from rag_store import search
 from rag_store.search_macros import StoreLayout
-from rag_store.vector_index import MASK_CACHE_SIZE, IndexUnavailable, Ranked, VectorIndex
+from rag_store.vector_index import IndexUnavailable, Ranked, RowSets, VectorIndex
 
 # BM25's constants, as sql/search.sql's search_keyword has them.
 K1 = 1.2
@@ -63,8 +60,7 @@ class KeywordIndex:
         self.lengths = lengths
         self.indexed_docs = indexed_docs
         self.indexed_terms = indexed_terms
-        self._readable: OrderedDict[tuple | None, np.ndarray | None] = OrderedDict()
-        self._lock = threading.Lock()
+        self._readable = RowSets()
 
     @property
     def size(self) -> int:
@@ -155,10 +151,9 @@ class KeywordIndex:
             return None
         names = search.principal_list(principals)
         key = None if names is None else tuple(names)
-        with self._lock:
-            if key in self._readable:
-                self._readable.move_to_end(key)
-                return self._readable[key]
+        known, found = self._readable.get(key)
+        if known:
+            return found
         _, params = access.arguments(principals)
         schema = _identifier(self.layout.schema)
         rows = conn.execute(
@@ -172,10 +167,7 @@ class KeywordIndex:
         admitted = np.zeros(self.vectors.count, dtype=bool)
         admitted[self.vectors.positions(np.asarray(rows, dtype=np.int64))] = True
         result = None if admitted.all() else admitted
-        with self._lock:
-            self._readable[key] = result
-            while len(self._readable) > MASK_CACHE_SIZE:
-                self._readable.popitem(last=False)
+        self._readable.put(key, result)
         return result
 
     def search(

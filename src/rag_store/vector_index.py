@@ -105,6 +105,30 @@ def ordered_inner_products(rows: np.ndarray, queries: np.ndarray) -> np.ndarray:
     return total
 
 
+class RowSets:
+    """Row masks by key (a filter combination, a principal list), the most recently used
+    MASK_CACHE_SIZE kept; safe to share between search threads."""
+
+    def __init__(self, size: int = MASK_CACHE_SIZE):
+        self.size = size
+        self._sets: OrderedDict[object, np.ndarray | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key) -> tuple[bool, np.ndarray | None]:
+        """(known, mask) for `key`."""
+        with self._lock:
+            if key not in self._sets:
+                return False, None
+            self._sets.move_to_end(key)
+            return True, self._sets[key]
+
+    def put(self, key, mask: np.ndarray | None) -> None:
+        with self._lock:
+            self._sets[key] = mask
+            while len(self._sets) > self.size:
+                self._sets.popitem(last=False)
+
+
 class VectorIndex:
     """The rows of one opened snapshot: unit float32 vectors in chunk_id order, the hit
     columns, and the DuckDB rowid of each row (to map filter results onto positions)."""
@@ -132,8 +156,7 @@ class VectorIndex:
         unit_roundoff = 2.0**-24
         gamma = self.dimension * unit_roundoff / (1 - self.dimension * unit_roundoff)
         self.margin = 4.0 * gamma * max(largest, 1.0) * 1.01 + 1e-12
-        self._masks: OrderedDict[tuple, np.ndarray | None] = OrderedDict()
-        self._masks_lock = threading.Lock()
+        self._masks = RowSets()
 
     @property
     def nbytes(self) -> int:
@@ -197,7 +220,7 @@ class VectorIndex:
         through `filtered_store` once per combination and kept. `conn` is only used on a
         cache miss."""
         key = _mask_key(filters, principals)
-        cached, found = self._cached(key)
+        cached, found = self._masks.get(key)
         if cached:
             return found
         access_args, access_params = self.access.arguments(principals)
@@ -217,10 +240,7 @@ class VectorIndex:
         admitted = np.zeros(self.count, dtype=bool)
         admitted[self.positions(rows, strict=False)] = True
         result = None if admitted.all() else admitted
-        with self._masks_lock:
-            self._masks[key] = result
-            while len(self._masks) > MASK_CACHE_SIZE:
-                self._masks.popitem(last=False)
+        self._masks.put(key, result)
         return result
 
     def positions(self, rowids, strict: bool = True) -> np.ndarray:
@@ -240,14 +260,7 @@ class VectorIndex:
 
     def cached_mask(self, filters: search.Filters, principals=None):
         """(known, mask) without touching the database."""
-        return self._cached(_mask_key(filters, principals))
-
-    def _cached(self, key: tuple) -> tuple[bool, np.ndarray | None]:
-        with self._masks_lock:
-            if key not in self._masks:
-                return False, None
-            self._masks.move_to_end(key)
-            return True, self._masks[key]
+        return self._masks.get(_mask_key(filters, principals))
 
     # -- searching
 
